@@ -1,0 +1,56 @@
+# Two commands on a fresh clone:
+#   make run    set up, then start the chat in the browser on a real Qwen2.5-VL model from the hub
+#   make test   set up, then run the test suite
+# Other targets: make setup, make demo (offline: tiny random model), make bench, make lint.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+MODEL  ?= Qwen/Qwen2.5-VL-3B-Instruct
+# CPU machines get the CPU build of torch before anything else can pull a multi-GB CUDA build.
+TORCH_CPU ?= torch==2.13.0
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: run demo setup setup-dev browser test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "CUDA found: installing the default (CUDA) torch"; $(BIN)/pip install --quiet torch; \
+	else \
+		echo "no CUDA: installing the CPU torch ($(TORCH_CPU))"; $(BIN)/pip install --quiet "$(TORCH_CPU)"; \
+	fi
+
+setup: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+setup-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+
+run: setup
+	$(BIN)/gaea ui --model $(MODEL)
+
+demo: setup
+	$(BIN)/gaea tiny-model --out .cache/tiny
+	$(BIN)/gaea ui --model .cache/tiny/vlm
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else echo "install Debian's chromium (apt-get install chromium) for the browser tests"; fi; \
+	fi
+
+test: setup-dev browser
+	$(BIN)/python -m pytest
+
+bench: setup-dev
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lint: setup-dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .cache artifacts
