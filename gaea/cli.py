@@ -15,6 +15,7 @@ from gaea.errors import GaeaError
 COMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("gaea.commands.ask", "answer one question about one photo"),
     "locate": ("gaea.commands.locate", "predict where each photo was taken"),
+    "osm": ("gaea.osm.cli", "list OpenStreetMap features near a point (local extract or Overpass)"),
     "gallery": ("gaea.commands.gallery", "build a geotagged photo gallery for retrieval"),
     "serve": ("gaea.commands.serve", "start an OpenAI-compatible model server (vLLM or transformers serve)"),
     "ui": ("ui.cli", "start the chat in the browser (Gradio)"),
