@@ -1,0 +1,339 @@
+"""`gaea data build`: a streaming, resumable, multi-process dataset builder.
+
+Photos are read in a deterministic order and cut into chunks. Each chunk is processed (GPS and image
+checks, OSM lookup in one batched query, reverse geocoding, templates) in a worker process; the main
+process appends the chunk's records to `qa.jsonl` and `skipped.jsonl` in chunk order, then commits the
+chunk in `progress.jsonl` with the byte sizes both files had at that moment.
+
+A rerun after a kill truncates both files back to the last committed sizes and goes on with the next
+photo, so the result equals an uninterrupted run: nothing is written twice and nothing is lost. Memory
+holds only the chunks in flight, whatever the number of photos.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from data_pipeline.context import contexts_for
+from data_pipeline.generators import ALL_TYPES, GenerationConfig, generate_records
+from data_pipeline.inputs import HF_PREFIX, Photo, PhotoItem, Skipped, iter_items, load_hf_dataset, resolve_item
+from data_pipeline.lookup import FeatureTable, nearby_for, table_for
+from gaea.errors import BadInputError, ConfigError
+from gaea.io import JsonlAppender, atomic_write_json, read_jsonl
+from gaea.types import GeoPoint
+
+log = logging.getLogger(__name__)
+
+QA_FILE, SKIPPED_FILE, PROGRESS_FILE, CONFIG_FILE, SUMMARY_FILE = (
+    "qa.jsonl", "skipped.jsonl", "progress.jsonl", "build.json", "summary.json",
+)
+
+
+@dataclass
+class BuildConfig:
+    """Everything `gaea data build` takes. Exactly one of `osm_file` and `overpass` names the OSM source."""
+
+    photos: str
+    out: Path
+    osm_file: str | None = None
+    overpass: bool = False
+    overpass_url: str | None = None
+    overpass_cache_dir: str | None = None
+    radius_m: float = 1000.0
+    types: tuple[str, ...] = ALL_TYPES
+    seed: int = 0
+    per_type: int = 2
+    workers: int = 1
+    chunk_size: int = 64
+    rewrite_base_url: str | None = None
+    rewrite_model: str | None = None
+    hf_dataset: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.types = tuple(t.upper() for t in self.types)
+        unknown = [t for t in self.types if t not in ALL_TYPES]
+        if unknown:
+            raise ConfigError(f"unknown question type(s) {', '.join(unknown)}; choose from {', '.join(ALL_TYPES)}")
+        if bool(self.osm_file) == bool(self.overpass):
+            raise ConfigError("name exactly one OSM source: --osm-file FILE or --overpass")
+        if not self.photos.startswith(HF_PREFIX) and not Path(self.photos).exists():
+            raise BadInputError(f"{self.photos}: no such photo folder, manifest or dataset")
+        if self.osm_file and not Path(self.osm_file).exists():
+            raise ConfigError(f"{self.osm_file}: no such OSM file")
+        if self.radius_m <= 0 or self.per_type < 1 or self.chunk_size < 1 or self.workers < 1:
+            raise ConfigError("--radius-m, --per-type, --chunk-size and --workers must be positive")
+        if bool(self.rewrite_base_url) != bool(self.rewrite_model):
+            raise ConfigError("--rewrite-base-url and --rewrite-model go together")
+        if self.overpass and self.workers > 1:
+            # Parallel workers would each keep their own pace and break Overpass's polite rate limit.
+            log.info("Overpass lookups run in one process (--workers %d ignored)", self.workers)
+            self.workers = 1
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that decide the content of the dataset (not how fast it is built)."""
+        photos = self.photos if self.photos.startswith(HF_PREFIX) else str(Path(self.photos).resolve())
+        return {
+            "photos": photos,
+            "osm": str(Path(self.osm_file).resolve()) if self.osm_file else f"overpass:{self.overpass_url or ''}",
+            "radius_m": self.radius_m,
+            "types": list(self.types),
+            "seed": self.seed,
+            "per_type": self.per_type,
+            "rewrite": [self.rewrite_base_url, self.rewrite_model],
+        }
+
+
+@dataclass
+class Progress:
+    """Totals as of the last committed chunk (what `progress.jsonl` stores, one line per chunk)."""
+
+    items: int = 0
+    qa_bytes: int = 0
+    skipped_bytes: int = 0
+    photos: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BuildSummary:
+    """The closing figures of a build (also written to `summary.json`)."""
+
+    out: str
+    photos_read: int
+    photos_used: int
+    skipped: dict[str, int]
+    records: dict[str, int]
+    seconds: float
+    resumed_from: int = 0
+
+    def lines(self) -> list[str]:
+        skipped = ", ".join(f"{reason} {count}" for reason, count in sorted(self.skipped.items())) or "none"
+        records = ", ".join(f"{qtype} {count}" for qtype, count in self.records.items()) or "none"
+        n_skipped = sum(self.skipped.values())
+        lines = [
+            f"dataset: {self.out}",
+            f"photos read: {self.photos_read} (used {self.photos_used}; skipped {n_skipped}: {skipped})",
+            f"records: {sum(self.records.values())} ({records})",
+            f"time: {self.seconds:.1f} s",
+        ]
+        if self.resumed_from:
+            lines.append(f"resumed after {self.resumed_from} photos already done")
+        return lines
+
+
+@dataclass
+class ChunkResult:
+    items: int
+    photos: int
+    records: list[dict[str, Any]]
+    skipped: list[dict[str, str]]
+
+
+# ---------------------------------------------------------------------------------------------- workers
+
+
+@dataclass
+class _WorkerState:
+    config: BuildConfig
+    source: Any
+    table: FeatureTable | None
+    generation: GenerationConfig
+    hf_dataset: Any = None
+
+
+_STATE: _WorkerState | None = None
+
+
+def open_source(config: BuildConfig) -> Any:
+    """The OSM source the config names (a local extract loaded once, or an Overpass client)."""
+    from gaea import osm
+
+    if config.osm_file:
+        return osm.open_osm_source(config.osm_file)
+    kwargs: dict[str, Any] = {"url": config.overpass_url}
+    if config.overpass_cache_dir:
+        kwargs["cache_dir"] = config.overpass_cache_dir
+    return osm.OverpassSource(**kwargs)
+
+
+def _init_worker(config: BuildConfig) -> None:
+    global _STATE
+    source = open_source(config)
+    generation = GenerationConfig(types=config.types, seed=config.seed, per_type=config.per_type,
+                                  radius_m=config.radius_m, source=source.name)
+    hf = load_hf_dataset(config.photos) if _is_hf_input(config.photos) else None
+    _STATE = _WorkerState(config, source, table_for(source), generation, hf)
+    # The loaded tables live as long as the process: keep the cyclic GC from rescanning them on every pass.
+    gc.freeze()
+
+
+def _is_hf_input(spec: str) -> bool:
+    path = Path(spec)
+    return spec.startswith(HF_PREFIX) or (path.is_dir() and (path / "dataset_info.json").exists())
+
+
+def process_chunk(items: list[PhotoItem]) -> ChunkResult:
+    """Resolve, look up and generate one chunk (runs in a worker; the worker state is set by `_init_worker`)."""
+    state = _STATE
+    assert state is not None, "process_chunk runs only after _init_worker"
+    resolved = [resolve_item(item, out_dir=state.config.out, hf_dataset=state.hf_dataset) for item in items]
+    photos = [entry for entry in resolved if isinstance(entry, Photo)]
+    skipped = [entry.to_dict() for entry in resolved if isinstance(entry, Skipped)]
+    records = records_for_photos(photos, source=state.source, generation=state.generation, table=state.table)
+    return ChunkResult(items=len(items), photos=len(photos), records=records, skipped=skipped)
+
+
+def records_for_photos(photos: list[Photo], *, source: Any, generation: GenerationConfig,
+                       table: FeatureTable | None = None) -> list[dict[str, Any]]:
+    """OSM lookup (batched), reverse geocoding (one vectorised call) and templates for `photos`.
+
+    `table` (from `lookup.table_for(source)`) is the fast path for a loaded extract.
+    """
+    if not photos:
+        return []
+    points = [GeoPoint(photo.lat, photo.lon) for photo in photos]
+    nearby = nearby_for(source, points, generation.radius_m, table=table)
+    contexts = contexts_for([p.lat for p in photos], [p.lon for p in photos])
+    return generate_records(photos, nearby, contexts, generation)
+
+
+def _chunks(items: Iterable[PhotoItem], size: int) -> Iterator[list[PhotoItem]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _results_in_order(config: BuildConfig, chunks: Iterator[list[PhotoItem]]) -> Iterator[ChunkResult]:
+    """Chunk results in input order; at most two chunks per worker in flight, so memory stays flat."""
+    # Loaded once here: forked workers inherit the loaded extract and geocoder instead of each loading them.
+    _init_worker(config)
+    if config.workers == 1:
+        yield from map(process_chunk, chunks)
+        return
+    context = multiprocessing.get_context()
+    forked = context.get_start_method() == "fork"
+    initializer, initargs = (None, ()) if forked else (_init_worker, (config,))
+    with context.Pool(config.workers, initializer=initializer, initargs=initargs) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(process_chunk, (chunk,)))
+            if len(pending) >= 2 * config.workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+# ---------------------------------------------------------------------------------------------- resuming
+
+
+def _check_config(config: BuildConfig) -> None:
+    """Refuse to resume a build made with other settings (its records would mix with ours)."""
+    path = config.out / CONFIG_FILE
+    wanted = config.fingerprint()
+    if path.exists():
+        existing = json.loads(path.read_text(encoding="utf-8"))
+        if existing != wanted:
+            changed = sorted(key for key in wanted if existing.get(key) != wanted[key])
+            raise ConfigError(
+                f"{config.out} holds a build made with other settings ({', '.join(changed)} differ); "
+                "choose another --out or delete it"
+            )
+    else:
+        config.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, wanted)
+
+
+def load_progress(out: Path) -> Progress:
+    """The totals of the last committed chunk, or a fresh start."""
+    last = deque(read_jsonl(out / PROGRESS_FILE), maxlen=1)
+    return Progress(**last[0]) if last else Progress()
+
+
+def _rewind(out: Path, progress: Progress) -> None:
+    """Cut `qa.jsonl` and `skipped.jsonl` back to what the last committed chunk left (drops a torn chunk)."""
+    for name, size in ((QA_FILE, progress.qa_bytes), (SKIPPED_FILE, progress.skipped_bytes)):
+        path = out / name
+        if path.exists() and path.stat().st_size != size:
+            log.info("%s: dropping %d bytes of an uncommitted chunk", path, path.stat().st_size - size)
+            os.truncate(path, size)
+        elif not path.exists():
+            path.touch()
+
+
+# ---------------------------------------------------------------------------------------------- the build
+
+
+def build_dataset(config: BuildConfig, *, rewriter: Callable[[list[dict]], list[dict]] | None = None) -> BuildSummary:
+    """Build (or resume building) the dataset `config` describes; return the closing summary.
+
+    `rewriter`, when given, receives each chunk's records before they are written (question paraphrasing).
+    """
+    started = time.perf_counter()
+    out = config.out
+    _check_config(config)
+    progress = load_progress(out)
+    _rewind(out, progress)
+    resumed_from = progress.items
+    if rewriter is None and config.rewrite_base_url:
+        from data_pipeline.rewrite import QuestionRewriter
+
+        rewriter = QuestionRewriter(base_url=config.rewrite_base_url, model=config.rewrite_model)
+    items = itertools.islice(iter_items(config.photos), progress.items, None)
+    bar = tqdm(initial=progress.items, unit="photo", desc="gaea data build", disable=not config.progress)
+    with JsonlAppender(out / QA_FILE) as qa, JsonlAppender(out / SKIPPED_FILE) as skipped_out, \
+            JsonlAppender(out / PROGRESS_FILE) as progress_out:
+        for result in _results_in_order(config, _chunks(items, config.chunk_size)):
+            records = rewriter(result.records) if rewriter else result.records
+            qa.write_many(records)
+            skipped_out.write_many(result.skipped)
+            progress = _advanced(progress, result, records, out)
+            progress_out.write(asdict(progress))
+            bar.update(result.items)
+    bar.close()
+    summary = BuildSummary(
+        out=str(out), photos_read=progress.items, photos_used=progress.photos, skipped=progress.skipped,
+        records=progress.records, seconds=time.perf_counter() - started, resumed_from=resumed_from,
+    )
+    _finish(config, summary)
+    return summary
+
+
+def _advanced(progress: Progress, result: ChunkResult, records: list[dict], out: Path) -> Progress:
+    skipped = Counter(progress.skipped) + Counter(entry["reason"] for entry in result.skipped)
+    counts = Counter(progress.records) + Counter(record["question_type"] for record in records)
+    return Progress(
+        items=progress.items + result.items,
+        qa_bytes=(out / QA_FILE).stat().st_size,
+        skipped_bytes=(out / SKIPPED_FILE).stat().st_size,
+        photos=progress.photos + result.photos,
+        skipped=dict(sorted(skipped.items())),
+        records={qtype: counts[qtype] for qtype in ALL_TYPES if counts[qtype]},
+    )
+
+
+def _finish(config: BuildConfig, summary: BuildSummary) -> None:
+    """Summary, dataset card and (optionally) the Hugging Face copy, all rebuilt from the files on disk."""
+    from data_pipeline.card import write_card
+
+    atomic_write_json(config.out / SUMMARY_FILE, asdict(summary))
+    write_card(config.out, config=config.fingerprint())
+    if config.hf_dataset:
+        from data_pipeline.export import save_hf_dataset
+
+        save_hf_dataset(config.out, config.out / "hf")

@@ -1,0 +1,95 @@
+"""`gaea data build | export | stats`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from data_pipeline.generators import ALL_TYPES
+
+
+def _build_parser(sub: argparse._SubParsersAction) -> None:
+    build = sub.add_parser("build", help="build a QA dataset from geotagged photos and OpenStreetMap")
+    build.add_argument("--photos", required=True,
+                       help="a photo folder (GPS from EXIF), a .csv/.jsonl manifest (path, lat, lon), "
+                            "a saved Hugging Face dataset, or hf:NAME[:SPLIT]")
+    build.add_argument("--out", required=True, help="the dataset directory (a rerun resumes it)")
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--osm-file", help="a local extract: .osm, .osm.bz2 or .osm.pbf")
+    source.add_argument("--overpass", action="store_true", help="query the Overpass API")
+    build.add_argument("--overpass-url", help="Overpass endpoint (default: the setting overpass_url)")
+    build.add_argument("--overpass-cache-dir", help="where Overpass responses are cached")
+    build.add_argument("--radius-m", type=float, default=1000.0, help="search radius around each photo (metres)")
+    build.add_argument("--types", default=",".join(t.lower() for t in ALL_TYPES),
+                       help="comma-separated question types: mcq,tf,svqa,lvqa,loc")
+    build.add_argument("--seed", type=int, default=0, help="seed of the template choices")
+    build.add_argument("--per-type", type=int, default=2, help="records per type and photo (TF: pairs = n // 2)")
+    build.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
+                       help="worker processes for the CPU stages")
+    build.add_argument("--chunk-size", type=int, default=64, help="photos per chunk (the unit of resuming)")
+    build.add_argument("--rewrite-base-url", help="OpenAI-compatible server that paraphrases questions")
+    build.add_argument("--rewrite-model", help="model name on that server")
+    build.add_argument("--no-hf", action="store_true", help="skip the Hugging Face copy in OUT/hf")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from data_pipeline.build import BuildConfig, build_dataset
+
+    config = BuildConfig(
+        photos=args.photos, out=args.out, osm_file=args.osm_file, overpass=args.overpass,
+        overpass_url=args.overpass_url, overpass_cache_dir=args.overpass_cache_dir, radius_m=args.radius_m,
+        types=tuple(t.strip() for t in args.types.split(",") if t.strip()), seed=args.seed, per_type=args.per_type,
+        workers=args.workers, chunk_size=args.chunk_size, rewrite_base_url=args.rewrite_base_url,
+        rewrite_model=args.rewrite_model, hf_dataset=not args.no_hf, progress=not args.quiet,
+    )
+    summary = build_dataset(config)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from data_pipeline.export import export_dataset
+
+    count = export_dataset(args.input, args.format, args.out)
+    print(f"wrote {count} rows to {args.out} ({args.format})")
+    return 0
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from data_pipeline.card import dataset_stats
+
+    stats = dataset_stats(args.dir)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"records: {stats['records']}  photos: {stats['photos']}")
+    for title in ("by_type", "by_source", "skipped"):
+        print(f"{title.replace('_', ' ')}:")
+        for key, value in stats[title].items() or [("none", 0)]:
+            print(f"  {key}: {value}")
+    print(f"TF balance: {stats['tf_true']} true / {stats['tf_false']} false")
+    print(f"OSM elements cited: {stats['osm_evidence_elements']}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gaea data", description="QA datasets from geotagged photos and OSM")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _build_parser(sub)
+    export = sub.add_parser("export", help="export a built dataset for training")
+    export.add_argument("--in", dest="input", required=True, help="a directory made by `gaea data build`")
+    export.add_argument("--format", required=True, choices=("llava", "messages", "parquet"))
+    export.add_argument("--out", required=True, help="the file to write (.jsonl for llava/messages)")
+    stats = sub.add_parser("stats", help="counts of a built dataset")
+    stats.add_argument("dir", help="a directory made by `gaea data build`")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of `gaea data` (called by gaea.cli with the arguments after `data`)."""
+    args = make_parser().parse_args(argv)
+    handlers = {"build": _run_build, "export": _run_export, "stats": _run_stats}
+    return handlers[args.command](args)

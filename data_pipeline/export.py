@@ -1,0 +1,162 @@
+"""Exports of a built dataset: LLaVA conversations (as GAEA-Train), chat messages (as TRL trains on),
+parquet with the images inside, and a Hugging Face dataset saved with `save_to_disk`.
+
+Every export streams `qa.jsonl`, so none holds the whole dataset in memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gaea.errors import BadInputError
+from gaea.io import read_jsonl
+
+FORMATS = ("llava", "messages", "parquet")
+LETTERS = "ABCDEFGH"
+
+
+def dataset_records(dataset_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """The records of a dataset directory made by `gaea data build`."""
+    path = Path(dataset_dir) / "qa.jsonl"
+    if not path.exists():
+        raise BadInputError(f"{dataset_dir}: no qa.jsonl here (is it a directory made by `gaea data build`?)")
+    return read_jsonl(path)
+
+
+def prompt_and_answer(record: dict[str, Any]) -> tuple[str, str]:
+    """The user's text and the assistant's reply for one record; MCQ options become lettered lines."""
+    options = record.get("options")
+    if not options:
+        return record["question"], record["answer"]
+    lines = [record["question"], *(f"{LETTERS[i]}. {option}" for i, option in enumerate(options))]
+    lines.append("Answer with the letter of the correct option.")
+    letter = LETTERS[options.index(record["answer"])]
+    return "\n".join(lines), f"{letter}. {record['answer']}"
+
+
+def llava_row(record: dict[str, Any], image: str) -> dict[str, Any]:
+    """One record in the LLaVA conversation format of GAEA-Train."""
+    prompt, answer = prompt_and_answer(record)
+    return {
+        "id": record["id"],
+        "image": image,
+        "conversations": [{"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": answer}],
+    }
+
+
+def messages_row(record: dict[str, Any], image: str) -> dict[str, Any]:
+    """One record in the conversational format with images that TRL's SFTTrainer reads."""
+    prompt, answer = prompt_and_answer(record)
+    return {
+        "messages": [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+        ],
+        "images": [image],
+    }
+
+
+def export_dataset(dataset_dir: str | Path, fmt: str, out_file: str | Path) -> int:
+    """Write the dataset in `fmt` to `out_file` (atomically); return the number of rows.
+
+    Image paths in the llava and messages exports are relative to the folder of `out_file`.
+    """
+    if fmt not in FORMATS:
+        raise BadInputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    dataset_dir, out_file = Path(dataset_dir), Path(out_file)
+    if fmt == "parquet":
+        return _export_parquet(dataset_dir, out_file)
+    make_row = llava_row if fmt == "llava" else messages_row
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_file.parent, prefix=f".{out_file.name}.", suffix=".tmp")
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for record in dataset_records(dataset_dir):
+                image = os.path.relpath(dataset_dir / record["image"], out_file.parent.resolve())
+                handle.write(json.dumps(make_row(record, image), ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp, out_file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+# ---------------------------------------------------------------------------------------------- HF / parquet
+
+
+def hf_features() -> Any:
+    """The Hugging Face schema: record fields, the image embedded, evidence as a JSON string."""
+    import datasets
+
+    return datasets.Features({
+        "id": datasets.Value("string"),
+        "image": datasets.Image(),
+        "question": datasets.Value("string"),
+        "answer": datasets.Value("string"),
+        "question_type": datasets.Value("string"),
+        "options": datasets.List(datasets.Value("string")),
+        "lat": datasets.Value("float64"),
+        "lon": datasets.Value("float64"),
+        "location": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "evidence": datasets.Value("string"),
+    })
+
+
+def _hf_rows(dataset_dir: str) -> Iterator[dict[str, Any]]:
+    root = Path(dataset_dir)
+    for record in dataset_records(root):
+        row = dict(record)
+        row["image"] = {"bytes": (root / record["image"]).read_bytes(), "path": record["image"]}
+        row["options"] = record.get("options") or []
+        # Evidence mixes OSM elements and context facts with different keys: one JSON string keeps it exact.
+        row["evidence"] = json.dumps(record.get("evidence") or [], ensure_ascii=False)
+        yield row
+
+
+def _hf_dataset(dataset_dir: Path, cache_dir: str) -> Any:
+    import datasets
+
+    datasets.disable_progress_bars()
+    if next(iter(dataset_records(dataset_dir)), None) is None:  # from_generator refuses to make zero rows
+        features = hf_features()
+        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+    return datasets.Dataset.from_generator(
+        _hf_rows, features=hf_features(), cache_dir=cache_dir, gen_kwargs={"dataset_dir": str(dataset_dir)},
+        # The generator reads files whose content the fingerprint cannot see: never reuse a cached build.
+        fingerprint=os.urandom(8).hex(),
+    )
+
+
+def save_hf_dataset(dataset_dir: str | Path, target: str | Path) -> Path:
+    """Save the dataset with its images as a Hugging Face dataset (`datasets.load_from_disk(target)`)."""
+    dataset_dir, target = Path(dataset_dir), Path(target)
+    with tempfile.TemporaryDirectory(dir=dataset_dir, prefix=".hf-") as tmp:
+        dataset = _hf_dataset(dataset_dir, cache_dir=os.path.join(tmp, "cache"))
+        staged = Path(tmp) / "saved"
+        # An empty dataset needs its shard count spelled out (datasets cannot size zero shards).
+        dataset.save_to_disk(str(staged), num_shards=None if len(dataset) else 1)
+        del dataset
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staged, target)
+    return target
+
+
+def _export_parquet(dataset_dir: Path, out_file: Path) -> int:
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".parquet-") as tmp:
+        dataset = _hf_dataset(dataset_dir, cache_dir=os.path.join(tmp, "cache"))
+        staged = os.path.join(tmp, out_file.name)
+        dataset.to_parquet(staged)
+        count = len(dataset)
+        del dataset
+        os.replace(staged, out_file)
+    return count

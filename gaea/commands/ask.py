@@ -1,0 +1,61 @@
+"""`gaea ask`: answer one question about one photo.
+
+gaea ask --image photo.jpg "Where was this photo taken?"
+gaea ask --model /tmp/gaea-tiny/vlm --image photo.jpg --json "Which country is this?"
+gaea ask --base-url http://127.0.0.1:8000/v1 --image photo.jpg "What is nearby?"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gaea.commands.common import add_backend_arguments, backend_from_args, params_from_args
+from gaea.errors import BadInputError
+from gaea.images import load_image
+from gaea.types import Message
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gaea ask",
+        description="Answer one question about one photo with a vision-language model.",
+        epilog='example: gaea ask --image photo.jpg "Where was this photo taken?"',
+    )
+    parser.add_argument("question", help="the question about the photo")
+    parser.add_argument("--image", required=True, type=Path, help="the photo (JPEG, PNG, WebP, HEIC, ...)")
+    parser.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print the answer while it is generated (default: on when the output is a terminal)",
+    )
+    parser.add_argument("--json", action="store_true", help='print {"image", "question", "answer", "model"}')
+    add_backend_arguments(parser)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    question = args.question.strip()
+    if not question:
+        raise BadInputError("the question is empty: ask something about the photo")
+    # The image is checked before the model loads, so a bad file fails in a second, not after a minute.
+    image = load_image(args.image)
+    params = params_from_args(args)
+    backend = backend_from_args(args)
+    messages = [Message.user(question, images=[image])]
+    stream = sys.stdout.isatty() if args.stream is None else args.stream
+    if args.json:
+        answer = backend.generate(messages, params=params)
+        record = {"image": str(args.image), "question": question, "answer": answer, "model": backend.name}
+        print(json.dumps(record, ensure_ascii=False))
+    elif stream:
+        for piece in backend.stream(messages, params=params):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        print(backend.generate(messages, params=params))
+    return 0

@@ -1,0 +1,134 @@
+"""Command-line options shared by every command that talks to a model (ask, locate, ui, eval).
+
+Usage in a command module::
+
+    parser = argparse.ArgumentParser(prog="gaea locate")
+    add_backend_arguments(parser)          # --model/--adapter/--backend/--base-url/... and generation options
+    args = parser.parse_args(argv)
+    backend = backend_from_args(args)      # a Backend, in-process or over HTTP
+    params = params_from_args(args)        # GenerationParams
+
+The backend is chosen as: ``--backend`` when given, else ``openai`` when ``--base-url`` is given, else
+``transformers`` (the model runs in this process).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from gaea.backends import Backend, backend_names, load_backend
+from gaea.errors import ConfigError
+from gaea.settings import get_settings
+from gaea.types import GenerationParams
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options that choose and configure a model backend, and the generation options."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        help=f"hub id or local folder of the vision-language model (default: {get_settings().model}, "
+        "or $GAEA_MODEL); with --base-url, the served model name",
+    )
+    group.add_argument("--adapter", help="LoRA adapter (folder or hub id) applied on top of --model")
+    group.add_argument(
+        "--backend",
+        choices=backend_names(),
+        help="transformers: run the model in this process; openai: ask an OpenAI-compatible server "
+        "(default: openai when --base-url is given, else transformers)",
+    )
+    group.add_argument("--base-url", help="API root of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    group.add_argument("--served-model", help="model name on the server (default: the first one it lists)")
+    group.add_argument("--api-key", help="bearer token for the server (default: $OPENAI_API_KEY)")
+    group.add_argument("--timeout", type=float, metavar="SECONDS", help="seconds to wait for the server per request")
+    group.add_argument("--device", help="cuda, cpu, cuda:1, ... (default: cuda when available)")
+    group.add_argument("--load-in-4bit", action="store_true", help="quantize the model to 4 bits (bitsandbytes)")
+    add_generation_arguments(parser)
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --max-new-tokens, --temperature, --top-p and --seed (defaults from GenerationParams)."""
+    defaults = GenerationParams()
+    group = parser.add_argument_group("generation")
+    group.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=defaults.max_new_tokens,
+        metavar="N",
+        help=f"longest answer in tokens (default: {defaults.max_new_tokens})",
+    )
+    group.add_argument(
+        "--temperature",
+        type=float,
+        default=defaults.temperature,
+        help=f"sampling temperature; 0 is greedy (default: {defaults.temperature})",
+    )
+    group.add_argument(
+        "--top-p", type=float, default=defaults.top_p, help=f"nucleus sampling mass (default: {defaults.top_p})"
+    )
+    group.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
+
+
+def params_from_args(args: argparse.Namespace) -> GenerationParams:
+    """GenerationParams from the options added by `add_generation_arguments`.
+
+    Raises
+    ------
+    ConfigError
+        When a value is out of range.
+    """
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be at least 1, not {args.max_new_tokens}")
+    if args.temperature < 0:
+        raise ConfigError(f"--temperature must be 0 (greedy) or more, not {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise ConfigError(f"--top-p must be in (0, 1], not {args.top_p}")
+    return GenerationParams(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+    )
+
+
+def backend_name_from_args(args: argparse.Namespace) -> str:
+    """Which backend the options ask for, checking that they do not contradict each other."""
+    name = args.backend or ("openai" if args.base_url else "transformers")
+    if name == "openai":
+        if not args.base_url:
+            raise ConfigError("--backend openai needs --base-url, e.g. --base-url http://127.0.0.1:8000/v1")
+        if args.adapter:
+            raise ConfigError(
+                "--adapter applies to the transformers backend; a server serves an adapter under its own "
+                "model name: pass that name with --served-model"
+            )
+        if args.load_in_4bit:
+            raise ConfigError("--load-in-4bit applies to the transformers backend; quantize on the server instead")
+    elif args.base_url or args.served_model:
+        raise ConfigError("--base-url and --served-model apply to the openai backend, not to --backend transformers")
+    return name
+
+
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    """Build the backend the options describe (this loads the model, or contacts the server).
+
+    Raises
+    ------
+    ConfigError
+        When the options contradict each other.
+    BackendError
+        When the model cannot be loaded or the server cannot be reached.
+    """
+    name = backend_name_from_args(args)
+    if name == "openai":
+        return load_backend(
+            "openai",
+            base_url=args.base_url,
+            model=args.served_model or args.model,
+            api_key=args.api_key,
+            timeout_s=args.timeout,
+        )
+    return load_backend(
+        "transformers",
+        model=args.model or get_settings().model,
+        adapter=args.adapter,
+        device=args.device,
+        load_in_4bit=args.load_in_4bit,
+    )
