@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gaea.geo import haversine_km
 from gaea.osm import LocalOSMSource, OSMFeature, feature_from_element, open_osm_source
-from gaea.osm._spatial import haversine_m
 from gaea.osm.overpass import group_by_tile
 from gaea.types import GeoPoint
 
@@ -41,7 +41,7 @@ def brute_force(features: list[OSMFeature], queries: list[GeoPoint], radius_m: f
     lons = np.fromiter((f.lon for f in features), float, len(features))
     results = []
     for point in queries:
-        dist = haversine_m(point.lat, point.lon, lats, lons)
+        dist = haversine_km(point.lat, point.lon, lats, lons) * 1000.0
         idx = np.flatnonzero(dist <= radius_m)
         idx = idx[np.argsort(dist[idx], kind="stable")]
         results.append([replace(features[i], distance_m=float(dist[i])) for i in idx])

@@ -18,9 +18,10 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from data_pipeline.labels import category_label, distractor_labels
+from gaea.geo import EARTH_RADIUS_KM, unit_vectors
 from gaea.types import GeoPoint
 
-EARTH_RADIUS_M = 6_371_008.8  # the mean radius gaea.osm measures distances with
+EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000.0  # the mean radius gaea.osm measures distances with
 # Roads, land use and plain buildings say "what is here" but make dull questions when better exists.
 BACKGROUND_KEYS = frozenset({"highway", "landuse", "building"})
 
@@ -41,11 +42,6 @@ class Nearby:
     label_first: np.ndarray
     present_bits: int
     covered: bool
-
-
-def _unit_xyz(lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
-    phi, lmb = np.radians(lats), np.radians(lons)
-    return np.column_stack((np.cos(phi) * np.cos(lmb), np.cos(phi) * np.sin(lmb), np.sin(phi)))
 
 
 class FeatureTable:
@@ -125,11 +121,11 @@ class FeatureTable:
             return self._split(len(lats), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0),
                                self._covered(lats, lons, radius_m))
         if self._tree is None:
-            self._tree = cKDTree(_unit_xyz(self.lat, self.lon))
+            self._tree = cKDTree(unit_vectors(self.lat, self.lon))
         # Great-circle radius -> chord on the unit sphere, with slack so rounding never loses a feature.
         chord = 2 * np.sin(min(radius_m / EARTH_RADIUS_M, np.pi) / 2) * (1 + 1e-9) + 1e-12
         # All (point, feature) pairs within the chord in one C call, as flat arrays (no per-point lists).
-        pairs = cKDTree(_unit_xyz(lats, lons)).sparse_distance_matrix(self._tree, chord, output_type="ndarray")
+        pairs = cKDTree(unit_vectors(lats, lons)).sparse_distance_matrix(self._tree, chord, output_type="ndarray")
         points, rows = pairs["i"], pairs["j"]
         distances = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(pairs["v"] / 2, 1.0))  # chord -> great circle
         keep = distances <= radius_m

@@ -43,6 +43,8 @@ __all__ = [
     "geocode",
     "geoscore",
     "haversine_km",
+    "unit_vectors",
+    "chord_to_km",
     "hemispheres",
     "median_error_km",
     "normalize_city",

@@ -163,10 +163,10 @@ class TransformersBackend:
 
     def _with_adapter(self, model: torch.nn.Module, *, merge: bool) -> torch.nn.Module:
         _import_quietly("peft")
-        from peft import PeftModel
+        from gaea.adapters import load_adapter
 
         log.info("applying LoRA adapter %s", self.adapter)
-        model = _load_or_explain("adapter", self.adapter, lambda: PeftModel.from_pretrained(model, self.adapter))
+        model = _load_or_explain("adapter", self.adapter, lambda: load_adapter(model, self.adapter))
         # Merged weights generate as fast as the base model; 4-bit weights cannot be merged into.
         return model.merge_and_unload() if merge else model
 

@@ -1,0 +1,64 @@
+"""Merging a LoRA adapter into its base model's weights (`gaea finetune merge`).
+
+The merged folder is an ordinary checkpoint: it loads with `from_pretrained`, serves in vLLM without
+`--enable-lora`, and carries the processor so it is complete on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from gaea.adapters import adapter_weights_file, load_adapter
+from gaea.errors import BadInputError, ConfigError
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def merge_adapter(base: str | Path, adapter: str | Path, out_dir: str | Path, *, dtype: str = "bfloat16") -> Path:
+    """Merge the LoRA `adapter` into `base` and save the result (weights + processor) to `out_dir`.
+
+    The folder appears whole or not at all: it is written beside `out_dir` and renamed into place.
+
+    Raises
+    ------
+    BadInputError
+        When `adapter` is not an adapter folder or `out_dir` exists and is not empty.
+    ConfigError
+        When `dtype` is unknown or `base` cannot be loaded.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    from gaea.vlm import load_processor
+
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")
+    adapter_weights_file(adapter)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise BadInputError(f"{out}: the output folder exists and is not empty")
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(str(base), dtype=_DTYPES[dtype])
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"base model {str(base)!r}: cannot load it ({error})") from error
+    merged = load_adapter(model, adapter).merge_and_unload()
+    processor = load_processor(base)  # training never changes the processor
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        merged.save_pretrained(str(staging))
+        processor.save_pretrained(str(staging))
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("merged %s into %s; saved to %s", adapter, base, out)
+    return out
