@@ -2,6 +2,8 @@
 
 from typing import TYPE_CHECKING
 
+__all__ = ["Assistant", "__version__"]
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

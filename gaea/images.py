@@ -56,7 +56,8 @@ def load_image(path: str | Path, *, max_bytes: int | None = None, max_pixels: in
             with Image.open(path) as image:
                 if image.width * image.height > max_pixels:
                     raise BadInputError(
-                        f"{path}: the image is {image.width}x{image.height} pixels, more than the {max_pixels:,} allowed"
+                        f"{path}: the image is {image.width}x{image.height} pixels, "
+                        f"more than the {max_pixels:,} allowed"
                     )
                 image.load()
                 return image.convert("RGB")

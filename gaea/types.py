@@ -7,7 +7,7 @@ import io
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -23,7 +23,7 @@ class TextPart:
 class ImagePart:
     """An image given as a file path or an already decoded PIL image."""
 
-    image: Union[str, Path, Image.Image]
+    image: str | Path | Image.Image
 
     def pil(self) -> Image.Image:
         """The image as an RGB PIL image (files are checked and decoded by `gaea.images.load_image`)."""
@@ -40,7 +40,7 @@ class ImagePart:
         return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-ContentPart = Union[TextPart, ImagePart]
+ContentPart = TextPart | ImagePart
 
 
 @dataclass

@@ -1,0 +1,77 @@
+"""The GAEA-Bench QA task: ask the model each question about its photo, score the answer, aggregate.
+
+`process_results(item, output, scorer)` is the lmms-eval-style per-item function: it turns one model
+answer into one sample (id, type, question, reference, answer, 0-10 score or error, judge replies), the
+payload that `eval.scoring.aggregate` reduces to the reported scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from eval.data import BenchItem
+from eval.judge import Verdict
+from eval.judge_prompts import question_prompt
+from gaea.errors import BackendError, BackendUnreachableError, BadInputError
+from gaea.records import QARecord
+
+
+class Scorer(Protocol):
+    """An LLM judge or the judge-free scorer."""
+
+    name: str
+
+    def judge(self, record: QARecord, candidate: str) -> Verdict: ...
+
+
+class Answerer(Protocol):
+    """What is evaluated: `gaea.assistant.Assistant` (the product's entry point: system prompt, optional
+    retrieval and map context) or anything else answering one question about one photo."""
+
+    def ask(self, image: Any, question: str) -> str: ...
+
+
+def process_results(item: BenchItem, output: str, scorer: Scorer) -> dict[str, Any]:
+    """One sample: the item, the model's answer, and the scorer's verdict on it."""
+    verdict = scorer.judge(item.record, output)
+    return _sample(item, prediction=output, verdict=verdict, judge=scorer.name)
+
+
+def make_worker(answerer: Answerer, scorer: Scorer) -> Callable[[BenchItem], dict[str, Any]]:
+    """The runner's per-item work: ask the question about the item's photo, then score the answer.
+
+    A model or image failure on one item is recorded in its sample as an error; an unreachable model
+    server stops the run, since every further item would fail the same way.
+    """
+
+    def work(item: BenchItem) -> dict[str, Any]:
+        try:
+            output = answerer.ask(item.image(), question_prompt(item.record))
+        except BackendUnreachableError:
+            raise
+        except BackendError as error:
+            return _sample(item, prediction="", verdict=Verdict(None, error=f"model: {error}"), judge=scorer.name)
+        except BadInputError as error:
+            return _sample(item, prediction="", verdict=Verdict(None, error=f"image: {error}"), judge=scorer.name)
+        return process_results(item, output, scorer)
+
+    return work
+
+
+def _sample(item: BenchItem, *, prediction: str, verdict: Verdict, judge: str) -> dict[str, Any]:
+    record = item.record
+    return {
+        "id": record.id,
+        "question_type": record.question_type,
+        "image": record.image,
+        "question": record.question,
+        "options": record.options,
+        "reference": record.answer,
+        "prediction": prediction,
+        "score": verdict.score,
+        "criteria": verdict.criteria,
+        "judge": judge,
+        "judge_replies": verdict.replies,
+        "error": verdict.error,
+    }

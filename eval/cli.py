@@ -1,0 +1,244 @@
+"""`gaea eval`: GAEA-Bench QA (`bench`), distance and city / country accuracy (`geo`), and `compare`.
+
+Thin: parse, load, run, report. Each run writes to its --out directory and can be resumed by running the
+same command again; `run.json` there guards against resuming with a different model, judge or dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from eval.judge import DEFAULT_ATTEMPTS
+from eval.report import SAMPLES_FILE
+from gaea.errors import ConfigError
+from gaea.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 32
+#: Settings that must not change between a run and its resumption (others, like --limit, may).
+_IDENTITY_KEYS = (
+    "task", "dataset", "truth", "predictions", "images", "model", "adapter", "base_url", "served_model", "backend",
+    "judge_base_url", "judge_model", "judge_free", "judge_max_tokens", "gallery", "encoder", "k_similar",
+    "k_dissimilar", "ensemble", "osm_file", "overpass", "max_new_tokens", "temperature", "top_p", "seed",
+)  # fmt: skip
+
+
+SUBCOMMANDS = {
+    "bench": "GAEA-Bench QA: MCQ, TF, SVQA, LVQA scored by an LLM judge or judge-free",
+    "geo": "distance accuracy, GeoScore, city / country accuracy",
+    "compare": "print runs side by side",
+}
+
+
+def usage() -> str:
+    lines = ["usage: gaea eval {bench,geo,compare} [options]   (gaea eval COMMAND --help for its options)", ""]
+    lines += [f"  {name.ljust(8)} {help_}" for name, help_ in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    from gaea.commands.common import add_backend_arguments
+    from gaea.commands.context_args import add_context_arguments
+
+    parser = argparse.ArgumentParser(prog="gaea eval bench", description=SUBCOMMANDS["bench"])
+    parser.add_argument("--dataset", required=True, help="hub id, qa.jsonl, parquet or dataset dir")
+    add_backend_arguments(parser)
+    add_context_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path, help="run directory (results.json, samples.jsonl, ...)")
+    parser.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge, e.g. https://api.openai.com/v1")
+    parser.add_argument("--judge-model", help="the judge's model name, e.g. gpt-4o")
+    parser.add_argument("--judge-free", action="store_true", help="score without a judge (labelled in every report)")
+    parser.add_argument("--judge-max-tokens", type=int, default=256, help="longest judge reply in tokens")
+    parser.add_argument("--judge-attempts", type=int, default=DEFAULT_ATTEMPTS,
+                        help=f"judge calls per answer before an unreadable reply is a judge error ({DEFAULT_ATTEMPTS})")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
+    parser.add_argument("--types", help="comma-separated question types (default MCQ,TF,SVQA,LVQA)")
+    parser.add_argument("--split", default="test", help="split of a hub dataset (default test)")
+    return parser
+
+
+def geo_parser() -> argparse.ArgumentParser:
+    from gaea.commands.common import add_backend_arguments
+    from gaea.commands.context_args import add_context_arguments
+
+    parser = argparse.ArgumentParser(prog="gaea eval geo", description=SUBCOMMANDS["geo"])
+    parser.add_argument("--truth", required=True, type=Path, help="CSV with id (or IMG_ID), lat, lon [, city, country]")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", type=Path, help="CSV with id and lat/lon or a `prediction` text column")
+    source.add_argument("--images", type=Path, help="directory of the photos to locate with a model")
+    add_backend_arguments(parser)
+    add_context_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path, help="run directory")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
+    return parser
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gaea eval compare", description=SUBCOMMANDS["compare"])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (--out of earlier runs)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in SUBCOMMANDS:
+        raise ConfigError(f"unknown eval command {command!r}; choose one of {', '.join(SUBCOMMANDS)}")
+    if command == "compare":
+        from eval.compare import compare_table
+
+        print(compare_table(compare_parser().parse_args(rest).runs), end="")
+        return 0
+    args = (bench_parser() if command == "bench" else geo_parser()).parse_args(rest)
+    if args.concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, not {args.concurrency}")
+    return run_bench(args) if command == "bench" else run_geo(args)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Load the data, answer, score, aggregate, report."""
+    from eval.bench import make_worker
+    from eval.data import load_bench, parse_types
+    from eval.report import run_header, write_bench_report
+    from eval.runner import run_resumable
+    from eval.scoring import aggregate
+    from gaea.commands.common import backend_from_args, params_from_args
+    from gaea.commands.context_args import assistant_from_args
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, not {args.limit}")
+    params_from_args(args)  # checks the generation options before anything slow starts
+    scorer = _scorer_from_args(args)
+    items = load_bench(args.dataset, types=parse_types(args.types), limit=args.limit, split=args.split)
+    config = _config_of(args, task="gaea-bench")
+    _guard_resume(args.out, config)
+    backend = backend_from_args(args)
+    samples = run_resumable(
+        items,
+        make_worker(assistant_from_args(args, backend), scorer),
+        samples_path=args.out / SAMPLES_FILE,
+        concurrency=_concurrency_for(args),
+        desc="GAEA-Bench",
+    )
+    results = run_header(task="gaea-bench", model=backend.name, judge=scorer.name, config=config) | aggregate(samples)
+    write_bench_report(args.out, results)
+    _print_summary(args.out)
+    return 0
+
+
+def run_geo(args: argparse.Namespace) -> int:
+    """Read the truth, get predictions (a CSV, or a model locating the photos), evaluate, report."""
+    from eval.geo_eval import evaluate, read_predictions, read_truth
+    from eval.report import run_header, write_geo_report
+
+    truths = read_truth(args.truth)
+    given = read_predictions(args.predictions) if args.predictions is not None else None
+    config = _config_of(args, task="geo")
+    _guard_resume(args.out, config)
+    if given is not None:
+        guesses, model = given, f"predictions:{args.predictions.name}"
+    else:
+        guesses, model = _locate_all(args, truths)
+    summary, samples = evaluate(truths, guesses)
+    results = run_header(task="geo", model=model, judge="none", config=config) | summary
+    _write_geo_samples(args, samples)
+    write_geo_report(args.out, results, [sample["distance_km"] for sample in samples])
+    _print_summary(args.out)
+    return 0
+
+
+def _locate_all(args: argparse.Namespace, truths: list[Any]) -> tuple[dict[str, Any], str]:
+    """Locate every ground-truth photo with the model (resumable, like bench); the guesses by id."""
+    from eval.geo_eval import Guess, images_by_id, locate_worker
+    from eval.runner import run_resumable
+    from gaea.commands.common import backend_from_args
+    from gaea.commands.context_args import assistant_from_args
+
+    images = images_by_id(truths, args.images)
+    if not images:
+        raise ConfigError(f"{args.images}: none of the {len(truths)} ground-truth ids has a photo there")
+    backend = backend_from_args(args)
+    assistant = assistant_from_args(args, backend)
+    samples = run_resumable(
+        truths,
+        locate_worker(assistant.locate, images),
+        samples_path=args.out / "predictions.jsonl",
+        concurrency=_concurrency_for(args),
+        desc="locating",
+    )
+    return {sample["id"]: Guess(**sample) for sample in samples}, backend.name
+
+
+def _write_geo_samples(args: argparse.Namespace, samples: list[dict[str, Any]]) -> None:
+    from gaea.io import atomic_write_text
+
+    lines = "".join(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples)
+    atomic_write_text(args.out / SAMPLES_FILE, lines)
+
+
+def _scorer_from_args(args: argparse.Namespace) -> Any:
+    if args.judge_free:
+        if args.judge_base_url or args.judge_model:
+            raise ConfigError("--judge-free cannot be combined with --judge-base-url / --judge-model")
+        from eval.judge_free import JudgeFreeScorer
+
+        return JudgeFreeScorer()
+    if not (args.judge_base_url and args.judge_model):
+        raise ConfigError("choose a judge: --judge-base-url URL --judge-model NAME, or --judge-free")
+    from eval.judge import LLMJudge
+    from gaea.backends import load_backend
+    from gaea.types import GenerationParams
+
+    if args.judge_attempts < 1 or args.judge_max_tokens < 1:
+        raise ConfigError("--judge-attempts and --judge-max-tokens must be at least 1")
+    return LLMJudge(
+        load_backend("openai", base_url=args.judge_base_url, model=args.judge_model),
+        attempts=args.judge_attempts,
+        params=GenerationParams(max_new_tokens=args.judge_max_tokens, temperature=0.0),
+    )
+
+
+def _concurrency_for(args: argparse.Namespace) -> int:
+    """Threads for a model behind a server; one at a time for a model in this process."""
+    from gaea.commands.common import backend_name_from_args
+
+    return args.concurrency if backend_name_from_args(args) == "openai" else 1
+
+
+def _config_of(args: argparse.Namespace, *, task: str) -> dict[str, Any]:
+    config = {"task": task}
+    config |= {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
+    config.pop("api_key", None)  # a secret: never written to a results file
+    return {key: value for key, value in config.items() if _json_plain(value)}
+
+
+def _json_plain(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (str, int, bool, list))
+
+
+def _guard_resume(out_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse to resume a run directory that holds a run of another model, judge or dataset."""
+    run_file = out_dir / "run.json"
+    if run_file.exists():
+        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        changed = [key for key in _IDENTITY_KEYS if previous.get(key) != config.get(key)]
+        if changed:
+            details = ", ".join(f"{key}: {previous.get(key)!r} -> {config.get(key)!r}" for key in changed)
+            raise ConfigError(f"{out_dir} holds another run ({details}); choose a new --out or delete it")
+    atomic_write_json(run_file, config)
+
+
+def _print_summary(out_dir: Path) -> None:
+    print((out_dir / "results.md").read_text(encoding="utf-8"), end="")
+    print(f"\nwritten: {out_dir / 'results.json'}")

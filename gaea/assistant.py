@@ -1,0 +1,293 @@
+"""The Assistant: the one entry point that ui/ and eval/ call.
+
+``locate(image)`` asks the model where a photo was taken, with the coordinates and place names of its
+most and least similar gallery photos in the prompt when a retriever is set (Img2Loc), or cold when it is
+not. With ``ensemble > 1`` it samples several answers over prompts with 0, 5, 10 and 15 references (G3)
+and keeps the candidate nearest the geometric median of the candidates and the similar neighbours.
+
+``chat(history, image, message)`` streams answers about the place; questions about the surroundings are
+grounded in OpenStreetMap features near the predicted location when an OSM source is set.
+
+Confidence (``Prediction.confidence``, in [0, 1]; None when nothing supports an estimate):
+
+- with neighbours: the similarity-weighted share of the similar neighbours within 750 km (country scale)
+  of the predicted point, i.e. how much the gallery agrees with the model;
+- with an ensemble: the share of sampled candidates within 750 km of the chosen one;
+- both: their mean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from gaea import prompts
+from gaea.backends import Backend
+from gaea.errors import BadInputError, NoLocationError
+from gaea.geo import haversine_km, parse_location
+from gaea.images import load_image
+from gaea.types import GenerationParams, GeoPoint, Message, Neighbor, Prediction
+
+log = logging.getLogger(__name__)
+
+ImageInput = str | Path | Image.Image
+
+#: Distance within which a neighbour or candidate "agrees" with the prediction (country scale, km).
+AGREEMENT_KM = 750.0
+#: Reference counts of the G3-style ensemble prompts.
+ENSEMBLE_REFERENCE_COUNTS = (0, 5, 10, 15)
+#: Sampling temperature of ensemble members when the caller asked for greedy decoding (G3 uses 1.2).
+ENSEMBLE_TEMPERATURE = 1.2
+#: Radius of the OSM features quoted for questions about the surroundings.
+GROUNDING_RADIUS_M = 1000.0
+
+_SURROUNDINGS = re.compile(
+    r"\b(near(by|est|by\?)?|around|close( by| to)?|closest|surround\w*|vicinity|neighbou?rhood|walk(ing)?|"
+    r"distance|how far|within|is there|are there|where can i|any(where)?\s+to|"
+    r"station|stop|airport|restaurant|caf[eé]s?|bar|pub|hotel|shop|supermarket|pharmacy|hospital|school|church|"
+    r"museum|park|bank|atm|toilet|parking|post office|market|mosque|temple)\b",
+    re.IGNORECASE,
+)
+
+
+class Assistant:
+    """Geolocation and conversation about photos, on any Backend.
+
+    Parameters
+    ----------
+    backend
+        The model (``gaea.backends.load_backend``).
+    retriever
+        Gallery neighbours for the prompt; None is the no-retrieval mode.
+    osm
+        OpenStreetMap features for questions about the surroundings; None answers without map data.
+    k_similar, k_dissimilar
+        Neighbours put in the locate prompt (Img2Loc uses 16 and 16).
+    ensemble
+        Answers sampled per photo; 1 asks once (greedy unless ``params`` says otherwise).
+    params
+        Default generation settings.
+    """
+
+    def __init__(self, backend: Backend, retriever=None, osm=None, *, k_similar: int = 16, k_dissimilar: int = 16,
+                 ensemble: int = 1, params: GenerationParams | None = None):
+        if k_similar < 0 or k_dissimilar < 0:
+            raise BadInputError(f"k_similar and k_dissimilar must be 0 or more, got {k_similar} and {k_dissimilar}")
+        if ensemble < 1:
+            raise BadInputError(f"ensemble must be at least 1, got {ensemble}")
+        self.backend = backend
+        self.retriever = retriever
+        self.osm = osm
+        self.k_similar = k_similar
+        self.k_dissimilar = k_dissimilar
+        self.ensemble = ensemble
+        self.params = params or GenerationParams()
+        self._located: OrderedDict[str, Prediction] = OrderedDict()
+
+    # -- locate -------------------------------------------------------------------------------------
+
+    def locate(self, image: ImageInput) -> Prediction:
+        """Where ``image`` was taken. ``lat``/``lon`` are None when the model gave no usable location.
+
+        Raises
+        ------
+        BadInputError
+            When the image file is missing or unreadable.
+        """
+        pil = _as_pil(image)
+        similar, dissimilar = self.neighbours(pil)
+        if self.ensemble == 1:
+            prompt = prompts.locate_prompt(similar, dissimilar)
+            raw = self.backend.generate(self._locate_messages(pil, prompt), params=self.params)
+            prediction = parse_prediction(raw)
+            candidates = [prediction]
+        else:
+            candidates = self._ensemble_candidates(pil, similar, dissimilar)
+            prediction = choose_candidate(candidates, similar)
+        prediction = replace(prediction, similar=list(similar), dissimilar=list(dissimilar))
+        prediction.confidence = estimate_confidence(prediction, similar, candidates if self.ensemble > 1 else [])
+        return prediction
+
+    def neighbours(self, image: ImageInput) -> tuple[list[Neighbor], list[Neighbor]]:
+        """(similar, dissimilar) gallery neighbours of a photo; empty without a retriever."""
+        if self.retriever is None or (self.k_similar == 0 and self.k_dissimilar == 0):
+            return [], []
+        return self.retriever.neighbours(image, self.k_similar, self.k_dissimilar)
+
+    def _locate_messages(self, image: Image.Image, prompt: str) -> list[Message]:
+        return [Message.system(prompts.chat_system_prompt()), Message.user(prompt, images=[image])]
+
+    def _ensemble_candidates(self, image: Image.Image, similar: list[Neighbor],
+                             dissimilar: list[Neighbor]) -> list[Prediction]:
+        """G3: answers sampled over prompts with 0, 5, 10, 15 references, in turn."""
+        temperature = self.params.temperature or ENSEMBLE_TEMPERATURE
+        candidates = []
+        for member in range(self.ensemble):
+            count = ENSEMBLE_REFERENCE_COUNTS[member % len(ENSEMBLE_REFERENCE_COUNTS)]
+            prompt = prompts.locate_prompt(similar[:count], dissimilar[:count])
+            seed = None if self.params.seed is None else self.params.seed + member
+            params = replace(self.params, temperature=temperature, seed=seed)
+            raw = self.backend.generate(self._locate_messages(image, prompt), params=params)
+            candidates.append(parse_prediction(raw))
+        return candidates
+
+    # -- chat ---------------------------------------------------------------------------------------
+
+    def chat(self, history: list[Message], image: ImageInput | None, message: str, *,
+             params: GenerationParams | None = None) -> Iterator[str]:
+        """Stream the answer to ``message`` (text deltas), after the earlier turns in ``history``.
+
+        The photo is kept in context by putting it in the first user turn (``history`` itself is not
+        changed). With an OSM source, a question about the surroundings is answered with the map
+        features near the photo's predicted location quoted to the model as data.
+        """
+        if not message or not message.strip():
+            raise BadInputError("the message is empty")
+        pil = _as_pil(image) if image is not None else None
+        question = message
+        if pil is not None and self.osm is not None and asks_about_surroundings(message):
+            question = prompts.grounded_question(message, self.grounding(pil))
+        messages = self._chat_messages(history, pil, question)
+        yield from self.backend.stream(messages, params=params or self.params)
+
+    def ask(self, image: ImageInput | None, question: str) -> str:
+        """One question about one photo; the whole answer."""
+        return "".join(self.chat([], image, question))
+
+    def grounding(self, image: ImageInput) -> str:
+        """The OSM block for a photo: features near its predicted location (located once per image)."""
+        prediction = self.locate_cached(image)
+        if prediction.point is None:
+            return ("Map data: the location of the photo could not be estimated, so no map data is available; "
+                    "say so if the question needs it.")
+        features = self.osm.features(prediction.point, GROUNDING_RADIUS_M)
+        return prompts.osm_grounding_block(features, prediction.point, GROUNDING_RADIUS_M, place=prediction.location)
+
+    def locate_cached(self, image: ImageInput) -> Prediction:
+        """`locate`, remembered per image (by content) so a conversation locates its photo once."""
+        pil = _as_pil(image)
+        key = hashlib.sha1(pil.tobytes()).hexdigest() + f"{pil.size}"
+        if key not in self._located:
+            self._located[key] = self.locate(pil)
+            while len(self._located) > 32:
+                self._located.popitem(last=False)
+        return self._located[key]
+
+    def _chat_messages(self, history: Sequence[Message], image: Image.Image | None, question: str) -> list[Message]:
+        turns = [Message(turn.role, list(turn.content)) for turn in history if turn.role != "system"]
+        turns.append(Message.user(question))
+        if image is not None and not any(turn.images for turn in turns):
+            first_user = next(turn for turn in turns if turn.role == "user")
+            first_user.content.insert(0, Message.user(images=[image]).content[0])
+        return [Message.system(prompts.chat_system_prompt()), *turns]
+
+
+# -- parsing and aggregating answers ----------------------------------------------------------------
+
+
+def parse_prediction(raw: str) -> Prediction:
+    """A Prediction from a model's answer; lat/lon None (and ``raw`` kept) when it names no usable place.
+
+    Uses `gaea.geo.parse_location`: a JSON object, then coordinates in the prose, then "City, Country"
+    geocoded offline. The reasoning is the JSON ``reasoning`` field when there is one, else the answer.
+    """
+    parsed = parse_location(raw)
+    reasoning = _json_field(raw, "reasoning") or raw.strip()
+    return Prediction(lat=parsed.lat, lon=parsed.lon, city=parsed.city, country=parsed.country,
+                      reasoning=reasoning, raw=raw)
+
+
+def require_location(prediction: Prediction) -> GeoPoint:
+    """The predicted point, or a NoLocationError quoting the answer that named none."""
+    if prediction.point is None:
+        excerpt = " ".join(prediction.raw.split())[:200]
+        raise NoLocationError(f"the model's answer names no usable location: {excerpt!r}")
+    return prediction.point
+
+
+def _json_field(text: str, key: str) -> str:
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            obj, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get(key), str):
+            return obj[key].strip()
+    return ""
+
+
+def geometric_median(points: np.ndarray, *, iterations: int = 100, tol: float = 1e-9) -> np.ndarray:
+    """The geometric median (Weiszfeld) of (lat, lon) points, computed on unit vectors in 3-D and
+    projected back to the sphere; returns (lat, lon)."""
+    lat, lon = np.radians(points[:, 0]), np.radians(points[:, 1])
+    xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
+    median = xyz.mean(axis=0)
+    for _ in range(iterations):
+        distances = np.linalg.norm(xyz - median, axis=1)
+        if np.any(distances < tol):
+            median = xyz[np.argmin(distances)]
+            break
+        weights = 1.0 / distances
+        updated = (xyz * weights[:, None]).sum(axis=0) / weights.sum()
+        if np.linalg.norm(updated - median) < tol:
+            median = updated
+            break
+        median = updated
+    norm = np.linalg.norm(median)
+    if norm < tol:
+        # Points spread evenly around the globe have no meaningful median: fall back to the first one.
+        return points[0]
+    x, y, z = median / norm
+    return np.array([np.degrees(np.arcsin(np.clip(z, -1, 1))), np.degrees(np.arctan2(y, x))])
+
+
+def choose_candidate(candidates: list[Prediction], similar: Sequence[Neighbor]) -> Prediction:
+    """The candidate with a location nearest the geometric median of all candidates and the similar
+    neighbours; the first candidate (with None lat/lon) when none has a location."""
+    located = [c for c in candidates if c.point is not None]
+    if not located:
+        return candidates[0]
+    points = np.array([(c.lat, c.lon) for c in located] + [(n.lat, n.lon) for n in similar], dtype=float)
+    median = geometric_median(points)
+    distances = haversine_km(points[: len(located), 0], points[: len(located), 1], median[0], median[1])
+    return located[int(np.argmin(distances))]
+
+
+def estimate_confidence(prediction: Prediction, similar: Sequence[Neighbor],
+                        candidates: Sequence[Prediction]) -> float | None:
+    """Agreement of the gallery neighbours and of the ensemble with the prediction (see the module doc)."""
+    if prediction.point is None:
+        return None
+    scores = []
+    if similar:
+        lats = np.array([n.lat for n in similar])
+        lons = np.array([n.lon for n in similar])
+        weights = np.clip(np.array([n.similarity for n in similar]), 1e-6, None)
+        near = np.asarray(haversine_km(lats, lons, prediction.lat, prediction.lon)) <= AGREEMENT_KM
+        scores.append(float((weights * near).sum() / weights.sum()))
+    located = [c for c in candidates if c.point is not None]
+    if len(candidates) > 1:
+        near = [c for c in located if haversine_km(c.lat, c.lon, prediction.lat, prediction.lon) <= AGREEMENT_KM]
+        scores.append(len(near) / len(candidates))
+    return float(np.mean(scores)) if scores else None
+
+
+def asks_about_surroundings(message: str) -> bool:
+    """Whether a message asks about what is around the place ("what's nearby?", "is there a station?")."""
+    return bool(_SURROUNDINGS.search(message))
+
+
+def _as_pil(image: ImageInput) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    return load_image(image)

@@ -1,0 +1,82 @@
+"""Command-line options that give the Assistant its context: a retrieval gallery and map data.
+
+Used by `gaea ask`, `gaea locate`, `gaea ui` and `gaea eval geo`, so they all build the Assistant the same
+way::
+
+    add_backend_arguments(parser)
+    add_context_arguments(parser)          # --gallery, --encoder, --osm-file, --overpass, --overpass-url, -k
+    args = parser.parse_args(argv)
+    assistant = assistant_from_args(args, backend_from_args(args))
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gaea.assistant import Assistant
+from gaea.backends import Backend
+from gaea.errors import ConfigError
+
+
+def add_context_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the retrieval (--gallery, --encoder, --k-similar, --k-dissimilar, --ensemble) and map-data
+    (--osm-file, --overpass, --overpass-url) options."""
+    group = parser.add_argument_group("retrieval")
+    group.add_argument("--gallery", type=Path, metavar="DIR",
+                       help="gallery folder made by `gaea gallery build`: its nearest photos' coordinates go in "
+                            "the prompt (default: none, the model answers unaided)")
+    group.add_argument("--encoder", help="image encoder for the queries (default: the one the gallery was built with)")
+    group.add_argument("--k-similar", type=int, default=16, metavar="K", help="similar neighbours in the prompt (16)")
+    group.add_argument("--k-dissimilar", type=int, default=16, metavar="K",
+                       help="dissimilar neighbours in the prompt (16)")
+    group.add_argument("--ensemble", type=int, default=1, metavar="N",
+                       help="answers sampled per photo over prompts with 0/5/10/15 references, aggregated (1)")
+    group = parser.add_argument_group("map data")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument("--osm-file", type=Path, metavar="FILE",
+                        help="OpenStreetMap extract (.osm, .osm.bz2, .osm.pbf) for questions about the surroundings")
+    source.add_argument("--overpass", action="store_true",
+                        help="ask the Overpass API about the surroundings (responses are cached)")
+    group.add_argument("--overpass-url", help="Overpass endpoint (default: the setting, $GAEA_OVERPASS_URL)")
+
+
+def assistant_from_args(args: argparse.Namespace, backend: Backend) -> Assistant:
+    """The Assistant the options describe, on ``backend``.
+
+    Raises
+    ------
+    ConfigError
+        When options contradict each other (e.g. --encoder without --gallery).
+    BadInputError
+        When the gallery or the OSM file cannot be read.
+    """
+    from gaea.commands.common import params_from_args
+
+    if args.encoder and not args.gallery:
+        raise ConfigError("--encoder applies to the queries of a --gallery; give --gallery DIR too")
+    if args.overpass_url and not args.overpass:
+        raise ConfigError("--overpass-url applies with --overpass")
+    return Assistant(backend, _retriever_from_args(args), _osm_from_args(args), k_similar=args.k_similar,
+                     k_dissimilar=args.k_dissimilar, ensemble=args.ensemble, params=params_from_args(args))
+
+
+def _retriever_from_args(args: argparse.Namespace):
+    if not args.gallery:
+        return None
+    from gaea.retrieval import Embedder, Gallery, Retriever
+
+    gallery = Gallery.load(args.gallery)
+    return Retriever(gallery, Embedder(args.encoder or gallery.encoder or None))
+
+
+def _osm_from_args(args: argparse.Namespace):
+    if args.osm_file:
+        from gaea.osm import open_osm_source
+
+        return open_osm_source(args.osm_file)
+    if args.overpass:
+        from gaea.osm import OverpassSource
+
+        return OverpassSource(url=args.overpass_url)
+    return None

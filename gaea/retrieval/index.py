@@ -1,0 +1,334 @@
+"""Vector search over gallery embeddings, on FAISS.
+
+Three shapes, one interface:
+
+- ``flat``: exact inner-product search (``IndexFlatIP``, what Img2Loc uses). Best for small galleries.
+- ``ivfpq``: an inverted file over 4-bit fast-scan product-quantization codes (``IVF{n},PQ{d/2}x4fs``,
+  192 bytes a vector at 768 dimensions instead of 3,072), whose shortlist of ``k_factor * k`` candidates
+  is re-ranked exactly against the full-precision vectors, which stay on disk, memory-mapped (the
+  gallery's ``embeddings.npy``): only the shortlisted rows are read. See ``benchmarks/retrieval.py``.
+- ``hnsw``: a graph index over the full vectors (fast queries, no compression, slow to build).
+
+``auto`` picks ``flat`` below ``AUTO_COMPRESS_THRESHOLD`` vectors and ``ivfpq`` above. Dissimilar
+neighbours are found by searching with the negated query, as Img2Loc does: the lowest inner products
+with ``q`` are the highest with ``-q``. Probing only the lists nearest the antipode of the query is not
+enough for them: in clustered data the least similar vectors are the tails of every cluster, spread over
+all lists (measured: recall@16 under 0.2 with a quarter of the lists probed). So the negated query scans
+every list's codes (fast-scan PQ makes that a few milliseconds for a million vectors) with a longer
+shortlist, then re-ranks exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from gaea.errors import BadInputError, ConfigError
+from gaea.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+INDEX_KINDS = ("auto", "flat", "ivfpq", "hnsw")
+#: Galleries with at least this many photos get the compressed index when the kind is "auto".
+AUTO_COMPRESS_THRESHOLD = 100_000
+#: Vectors used to train the IVF coarse quantizer and the PQ codebooks.
+TRAIN_SAMPLE = 40_000
+#: Dimensions per 4-bit PQ sub-quantizer of the ivfpq index (768 dimensions -> 384 codes, 192 bytes).
+#: Two keep the codes precise enough to rank the dense tail of least similar vectors.
+PQ_DIMS_PER_CODE = 2
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Query-time knobs of the compressed indexes.
+
+    Parameters
+    ----------
+    nprobe
+        Inverted lists scanned per similar-neighbour query (IVF).
+    k_factor
+        The IVF-PQ shortlist is ``k_factor * k`` candidates, re-ranked exactly.
+    dissimilar_nprobe
+        Inverted lists scanned per dissimilar-neighbour query; 0 means all of them.
+    dissimilar_k_factor
+        Shortlist factor of dissimilar-neighbour queries (the low tail is denser than the top).
+    ef_search
+        Candidate-list size of an HNSW search.
+    """
+
+    nprobe: int = 16
+    k_factor: int = 8
+    dissimilar_nprobe: int = 0
+    dissimilar_k_factor: int = 32
+    ef_search: int = 128
+
+
+def choose_kind(kind: str, n_vectors: int) -> str:
+    """The concrete index kind for ``kind`` (one of INDEX_KINDS) and a gallery of ``n_vectors``."""
+    if kind not in INDEX_KINDS:
+        raise ConfigError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+    if kind != "auto":
+        return kind
+    return "ivfpq" if n_vectors >= AUTO_COMPRESS_THRESHOLD else "flat"
+
+
+def ivfpq_factory_string(dim: int, n_vectors: int) -> str:
+    """The FAISS factory string of the compressed index for ``n_vectors`` vectors of ``dim`` dimensions.
+
+    About sqrt(n) inverted lists, a power of two (at least 39 training vectors per list for k-means to
+    train well); 4-bit fast-scan PQ with one sub-quantizer per ``PQ_DIMS_PER_CODE`` dimensions (4-bit
+    codebooks train in seconds, where 8-bit ones over hundreds of sub-vectors take minutes).
+    """
+    nlist = max(1, min(int(math.sqrt(n_vectors)), min(n_vectors, TRAIN_SAMPLE) // 39))
+    nlist = 2 ** int(math.log2(nlist))
+    return f"IVF{nlist},PQ{_even_divisor_at_most(dim, max(2, dim // PQ_DIMS_PER_CODE))}x4fs"
+
+
+def _even_divisor_at_most(n: int, limit: int) -> int:
+    """The largest even divisor of ``n`` not above ``limit`` (fast-scan PQ needs an even code count)."""
+    for m in range(min(limit, n), 1, -1):
+        if n % m == 0 and m % 2 == 0:
+            return m
+    raise ConfigError(f"an ivfpq index needs an even vector dimension, got {n}")
+
+
+class VectorIndex:
+    """Inner-product search over L2-normalised float32 vectors (cosine similarity).
+
+    Build with :meth:`build` (or :meth:`create` + :meth:`train` + :meth:`add` for data that arrives in
+    chunks), then :meth:`search` for the most similar and :meth:`search_dissimilar` for the least.
+    """
+
+    def __init__(self, index: faiss.Index, kind: str, *, params: SearchParams | None = None):
+        self.index = index
+        self.kind = kind
+        self.params = params or SearchParams()
+        self._exact_vectors: np.ndarray | None = None
+        self._apply_params()
+
+    def attach_vectors(self, vectors: np.ndarray) -> None:
+        """Give a compressed index the full-precision vectors (row i = id i) to re-rank its shortlist with.
+
+        Pass a memory-mapped array (``np.load(path, mmap_mode="r")``): only the shortlisted rows are read.
+        """
+        if self.kind != "ivfpq":
+            return
+        if vectors.shape != (self.ntotal, self.dim):
+            raise BadInputError(f"re-ranking vectors have shape {vectors.shape}, the index holds "
+                                f"{self.ntotal} x {self.dim}")
+        self._exact_vectors = vectors
+
+    # -- construction -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, dim: int, n_vectors: int, *, kind: str = "auto", params: SearchParams | None = None) -> VectorIndex:
+        """An empty index of ``kind`` sized for about ``n_vectors`` vectors of ``dim`` dimensions."""
+        if dim < 1:
+            raise BadInputError(f"vector dimension must be positive, got {dim}")
+        concrete = choose_kind(kind, n_vectors)
+        if concrete == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif concrete == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+        else:
+            if n_vectors < 1000:
+                raise ConfigError(f"an ivfpq index needs at least 1000 vectors to train, the gallery has {n_vectors}")
+            index = faiss.index_factory(dim, ivfpq_factory_string(dim, n_vectors), faiss.METRIC_INNER_PRODUCT)
+        log.info("created %s index (%s) for %d vectors of dimension %d", concrete, type(index).__name__, n_vectors, dim)
+        return cls(index, concrete, params=params)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, kind: str = "auto", params: SearchParams | None = None,
+              seed: int = 0) -> VectorIndex:
+        """An index of ``kind`` over ``vectors`` (n x d), trained on a sample of them when it needs training.
+
+        A compressed index keeps ``vectors`` to re-rank with (see :meth:`attach_vectors`).
+        """
+        vectors = as_float32_matrix(vectors, "vectors")
+        index = cls.create(vectors.shape[1], len(vectors), kind=kind, params=params)
+        if index.needs_training:
+            index.train(training_sample(vectors, seed=seed))
+        index.add(vectors)
+        index.attach_vectors(vectors)
+        return index
+
+    @property
+    def needs_training(self) -> bool:
+        return not self.index.is_trained
+
+    def train(self, sample: np.ndarray) -> None:
+        """Train the coarse quantizer and codebooks (IVF-PQ) on a representative ``sample``."""
+        sample = as_float32_matrix(sample, "training sample", dim=self.dim)
+        log.info("training the %s index on %d vectors", self.kind, len(sample))
+        self.index.train(sample)
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Append ``vectors``; their ids continue from :attr:`ntotal`."""
+        self.index.add(as_float32_matrix(vectors, "vectors", dim=self.dim))
+
+    # -- properties ---------------------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def memory_bytes(self) -> int:
+        """Bytes the index occupies (its serialized size: codes, ids, centroids, codebooks, graph)."""
+        if self.kind == "flat":
+            return self.ntotal * self.dim * 4 + 64
+        return int(faiss.serialize_index(self.index).nbytes)
+
+    # -- search -------------------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar vectors of each query: (similarities, ids), both (n_queries x k), best first.
+
+        Fewer than ``k`` results are padded with id -1 and similarity -inf.
+        """
+        queries = as_float32_matrix(queries, "queries", dim=self.dim)
+        scores, ids = self._search(queries, self._checked_k(k))
+        scores[ids < 0] = -np.inf
+        return scores, ids
+
+    def search_dissimilar(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` least similar vectors of each query: (similarities, ids), least similar first.
+
+        Searches with the negated queries, as Img2Loc does; similarities are given back un-negated.
+        """
+        queries = as_float32_matrix(queries, "queries", dim=self.dim)
+        scores, ids = self._search(-queries, self._checked_k(k), dissimilar=True)
+        scores = -scores
+        scores[ids < 0] = np.inf
+        return scores, ids
+
+    def _search(self, queries: np.ndarray, k: int, *, dissimilar: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        ivf = _find_ivf(self.index)
+        if ivf is None:
+            return self.index.search(queries, k)
+        nprobe = self.params.dissimilar_nprobe if dissimilar else self.params.nprobe
+        k_factor = self.params.dissimilar_k_factor if dissimilar else self.params.k_factor
+        search_params = faiss.SearchParametersIVF(nprobe=min(nprobe or ivf.nlist, ivf.nlist))
+        if self._exact_vectors is None:
+            return self.index.search(queries, k, params=search_params)
+        _, shortlist = self.index.search(queries, k * k_factor, params=search_params)
+        return _rerank(queries, shortlist, self._exact_vectors, k)
+
+    def _checked_k(self, k: int) -> int:
+        if k < 1:
+            raise BadInputError(f"k must be at least 1, got {k}")
+        return k
+
+    def _apply_params(self) -> None:
+        ivf = _find_ivf(self.index)
+        if ivf is not None:
+            ivf.nprobe = min(self.params.nprobe, ivf.nlist)
+        if isinstance(self.index, faiss.IndexHNSW):
+            self.index.hnsw.efSearch = self.params.ef_search
+
+    def set_params(self, params: SearchParams) -> None:
+        """Change the query-time knobs (nprobe, k_factor, ef_search)."""
+        self.params = params
+        self._apply_params()
+
+    # -- persistence --------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write the index to ``path`` (FAISS format) and its kind and search knobs beside it (``.json``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        faiss.write_index(self.index, str(tmp))
+        tmp.replace(path)
+        atomic_write_json(_meta_path(path), {"kind": self.kind, "params": self.params.__dict__})
+
+    @classmethod
+    def load(cls, path: str | Path, *, mmap: bool = True) -> VectorIndex:
+        """Read an index written by :meth:`save`, memory-mapped when FAISS can map that index type."""
+        path = Path(path)
+        if not path.is_file():
+            raise BadInputError(f"{path}: no such index file")
+        meta_path = _meta_path(path)
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        index = _read_index(path, mmap=mmap)
+        kind = meta.get("kind") or _kind_of(index)
+        return cls(index, kind, params=SearchParams(**meta.get("params", {})))
+
+
+def _read_index(path: Path, *, mmap: bool) -> faiss.Index:
+    if mmap:
+        try:
+            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError as error:
+            # Not every index type can be mapped (e.g. fast-scan codes); read it into memory instead.
+            log.debug("%s cannot be memory-mapped (%s); reading it into memory", path, error)
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as error:
+        raise BadInputError(f"{path}: not a readable FAISS index ({error})") from error
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _kind_of(index: faiss.Index) -> str:
+    if isinstance(index, faiss.IndexHNSW):
+        return "hnsw"
+    if _find_ivf(index) is not None:
+        return "ivfpq"
+    return "flat"
+
+
+def _find_ivf(index: faiss.Index) -> faiss.IndexIVF | None:
+    return faiss.try_extract_index_ivf(index)
+
+
+def _rerank(queries: np.ndarray, shortlist: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each query's shortlist by exact inner product with ``vectors`` (padded with -1)."""
+    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    ids = np.full((len(queries), k), -1, dtype=np.int64)
+    for row, (query, candidates) in enumerate(zip(queries, shortlist, strict=True)):
+        candidates = candidates[candidates >= 0]
+        # Sorted reads are sequential on disk, and np.unique also drops duplicates.
+        candidates = np.unique(candidates)
+        exact = np.asarray(vectors[candidates], dtype=np.float32) @ query
+        best = np.argsort(-exact, kind="stable")[:k]
+        scores[row, : len(best)] = exact[best]
+        ids[row, : len(best)] = candidates[best]
+    return scores, ids
+
+
+def training_sample(vectors: np.ndarray, *, size: int = TRAIN_SAMPLE, seed: int = 0) -> np.ndarray:
+    """A random sample of at most ``size`` rows of ``vectors`` (all of them when there are fewer)."""
+    if len(vectors) <= size:
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), size=size, replace=False))
+    return np.ascontiguousarray(vectors[rows], dtype=np.float32)
+
+
+def as_float32_matrix(array: np.ndarray, name: str, *, dim: int | None = None) -> np.ndarray:
+    """``array`` as a C-contiguous float32 (n x d) matrix (a single vector becomes 1 x d)."""
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise BadInputError(f"{name}: expected a 2-D array of vectors, got shape {array.shape}")
+    if dim is not None and array.shape[1] != dim:
+        raise BadInputError(f"{name}: vectors have {array.shape[1]} dimensions, the index has {dim}")
+    if not np.isfinite(array).all():
+        raise BadInputError(f"{name}: contains NaN or infinite values")
+    return np.ascontiguousarray(array)
