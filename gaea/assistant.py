@@ -147,8 +147,9 @@ class Assistant:
         """Stream the answer to ``message`` (text deltas), after the earlier turns in ``history``.
 
         The photo is kept in context by putting it in the first user turn (``history`` itself is not
-        changed). With an OSM source, a question about the surroundings is answered with the map
-        features near the photo's predicted location quoted to the model as data.
+        changed). With a retriever, the first turn carries the coordinates and place names of the photo's
+        similar and dissimilar gallery neighbours. With an OSM source, a question about the surroundings
+        is answered with the map features near the photo's predicted location quoted to the model as data.
         """
         if not message or not message.strip():
             raise BadInputError("the message is empty")
@@ -156,6 +157,10 @@ class Assistant:
         question = message
         if pil is not None and self.osm is not None and asks_about_surroundings(message):
             question = prompts.grounded_question(message, self.grounding(pil))
+        elif pil is not None and self.retriever is not None and not history:
+            # The conversation opens with the gallery's view of the photo, as `locate` would see it.
+            references = prompts.reference_block(*self.neighbours(pil))
+            question = prompts.grounded_question(message, references) if references else message
         messages = self._chat_messages(history, pil, question)
         yield from self.backend.stream(messages, params=params or self.params)
 

@@ -58,7 +58,25 @@ def locate_prompt(similar: Sequence[Neighbor], dissimilar: Sequence[Neighbor] = 
     """
     if not similar and not dissimilar:
         return no_retrieval_locate_prompt()
-    sections = [f"Where was this photo taken? {_LOOK_FOR}"]
+    sections = [f"Where was this photo taken? {_LOOK_FOR}", *_reference_sections(similar, dissimilar)]
+    sections.append(_REFERENCE_CAUTION + "\n\n" + _ANSWER_FORMAT)
+    return "\n\n".join(sections)
+
+
+def reference_block(similar: Sequence[Neighbor], dissimilar: Sequence[Neighbor] = ()) -> str:
+    """The gallery neighbours of the photo, as context placed before a chat question ("" when none)."""
+    sections = _reference_sections(similar, dissimilar)
+    return "\n\n".join([*sections, _REFERENCE_CAUTION]) if sections else ""
+
+
+_REFERENCE_CAUTION = (
+    "The references can be wrong: trust what you see in the photo first, and use the references to "
+    "choose among places that fit it."
+)
+
+
+def _reference_sections(similar: Sequence[Neighbor], dissimilar: Sequence[Neighbor]) -> list[str]:
+    sections = []
     if similar:
         sections.append(
             "For reference, these geotagged photos look most like it (most similar first; "
@@ -69,11 +87,7 @@ def locate_prompt(similar: Sequence[Neighbor], dissimilar: Sequence[Neighbor] = 
             "These geotagged photos look least like it; the photo was probably not taken near them:\n"
             + _neighbour_lines(dissimilar)
         )
-    sections.append(
-        "The references can be wrong: trust what you see in the photo first, and use the references to "
-        "choose among places that fit it.\n\n" + _ANSWER_FORMAT
-    )
-    return "\n\n".join(sections)
+    return sections
 
 
 def _neighbour_lines(neighbours: Sequence[Neighbor]) -> str:

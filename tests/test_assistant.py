@@ -223,6 +223,24 @@ def test_chat_streams_and_keeps_the_photo_in_context(photos_dir: Path) -> None:
     assert message_text(second_request[3]) == "What style are the churches?"
 
 
+def test_chat_with_a_gallery_opens_with_the_neighbours(photos_dir: Path, gallery_dir: Path,
+                                                      embedder: Embedder) -> None:
+    photo = photos_dir / "Kodak_CX7530.jpg"
+    with scripted_http_server([sse_stream("Kenya."), sse_stream("Yes.")]) as server:
+        assistant = Assistant(OpenAIBackend(server.base_url, model="scripted", retries=0),
+                              Retriever(gallery_dir, embedder), k_similar=2, k_dissimilar=1)
+        similar, dissimilar = assistant.neighbours(photo)
+        list(assistant.chat([], photo, "Which country is this?"))
+        history = [Message.user("Which country is this?"), Message.assistant("Kenya.")]
+        list(assistant.chat(history, photo, "Are you sure?"))
+        first, second = (sent_messages(body) for body in server.bodies)
+    opening = message_text(first[-1])
+    assert opening.endswith("Question: Which country is this?")
+    for neighbour in similar + dissimilar:
+        assert f"{neighbour.lat:.4f}, {neighbour.lon:.4f}" in opening
+    assert message_text(second[-1]) == "Are you sure?"  # later turns carry no second copy
+
+
 def test_chat_with_the_tiny_model_streams_what_generate_answers(tiny_vlm: Path, photos_dir: Path) -> None:
     from gaea.backends import load_backend
 

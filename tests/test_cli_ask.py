@@ -177,3 +177,28 @@ def test_gaea_console_script_runs_ask(photos_dir: Path, tmp_path: Path) -> None:
     result = subprocess.run([script, "ask", "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0
     assert "usage: gaea ask" in result.stdout and "--base-url" in result.stdout and "--adapter" in result.stdout
+
+
+def test_ask_with_a_gallery_and_an_osm_extract(
+    photos_dir: Path, shared_data: Path, tiny_vlm: Path, tiny_encoder: Path, tmp_path: Path
+) -> None:
+    gallery = tmp_path / "gallery"
+    built = run_gaea("gallery", "build", "--images", str(photos_dir), "--out", str(gallery),
+                     "--encoder", str(tiny_encoder), cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    question = "Is there a cafe nearby?"
+    result = run_gaea(
+        "ask", "--model", str(tiny_vlm), "--gallery", str(gallery),
+        "--osm-file", str(shared_data / "osm" / "west-oakland.osm.bz2"),
+        "--image", str(photos_dir / "DSCN0010.jpg"), "--json", *TOKENS, question, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["question"] == question and record["answer"].strip()
+
+
+def test_ask_with_a_missing_gallery_is_one_line(photos_dir: Path, tiny_vlm: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-gallery"
+    result = run_gaea("ask", "--model", str(tiny_vlm), "--gallery", str(missing),
+                      "--image", str(photos_dir / "DSCN0010.jpg"), QUESTION, cwd=tmp_path)
+    assert_one_line_error(result, str(missing))

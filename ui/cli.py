@@ -48,12 +48,11 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     auth = parse_auth(args.auth) if args.auth else None
 
-    from gaea.commands.common import backend_from_args
     from gaea.commands.context_args import assistant_from_args
     from ui.app import build_app, example_photos, launch_kwargs
 
     example_photos(args.examples)  # a bad --examples folder fails before the model loads
-    assistant = assistant_from_args(args, backend_from_args(args))
+    assistant = assistant_from_args(args)
     app = build_app(assistant, examples_dir=args.examples)
     print(f"GAEA chat on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
     app.launch(**launch_kwargs(host=args.host, port=args.port, auth=auth, examples_dir=args.examples))

@@ -3,6 +3,7 @@
 gaea ask --image photo.jpg "Where was this photo taken?"
 gaea ask --model /tmp/gaea-tiny/vlm --image photo.jpg --json "Which country is this?"
 gaea ask --base-url http://127.0.0.1:8000/v1 --image photo.jpg "What is nearby?"
+gaea ask --gallery gallery/ --osm-file city.osm.pbf --image photo.jpg "Is there a train station nearby?"
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from gaea.commands.common import add_backend_arguments, backend_from_args, params_from_args
+from gaea.commands.common import add_backend_arguments, params_from_args
+from gaea.commands.context_args import add_context_arguments, assistant_from_args
 from gaea.errors import BadInputError
 from gaea.images import load_image
-from gaea.types import Message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help='print {"image", "question", "answer", "model"}')
     add_backend_arguments(parser)
+    add_context_arguments(parser)
     return parser
 
 
@@ -45,17 +47,17 @@ def main(argv: list[str]) -> int:
     # The image is checked before the model loads, so a bad file fails in a second, not after a minute.
     image = load_image(args.image)
     params = params_from_args(args)
-    backend = backend_from_args(args)
-    messages = [Message.user(question, images=[image])]
+    assistant = assistant_from_args(args)
+    answer = assistant.chat([], image, question, params=params)
     stream = sys.stdout.isatty() if args.stream is None else args.stream
     if args.json:
-        answer = backend.generate(messages, params=params)
-        record = {"image": str(args.image), "question": question, "answer": answer, "model": backend.name}
+        record = {"image": str(args.image), "question": question, "answer": "".join(answer),
+                  "model": assistant.backend.name}
         print(json.dumps(record, ensure_ascii=False))
     elif stream:
-        for piece in backend.stream(messages, params=params):
+        for piece in answer:
             print(piece, end="", flush=True)
         print()
     else:
-        print(backend.generate(messages, params=params))
+        print("".join(answer))
     return 0

@@ -6,7 +6,7 @@ way::
     add_backend_arguments(parser)
     add_context_arguments(parser)          # --gallery, --encoder, --osm-file, --overpass, --overpass-url, -k
     args = parser.parse_args(argv)
-    assistant = assistant_from_args(args, backend_from_args(args))
+    assistant = assistant_from_args(args)
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ def add_context_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--overpass-url", help="Overpass endpoint (default: the setting, $GAEA_OVERPASS_URL)")
 
 
-def assistant_from_args(args: argparse.Namespace, backend: Backend) -> Assistant:
-    """The Assistant the options describe, on ``backend``.
+def assistant_from_args(args: argparse.Namespace, backend: Backend | None = None) -> Assistant:
+    """The Assistant the options describe, on ``backend`` (default: the one the model options describe).
+
+    The gallery and the map data are opened before the default backend is built, so a bad --gallery or
+    --osm-file fails in a second rather than after a model has loaded.
 
     Raises
     ------
@@ -51,14 +54,16 @@ def assistant_from_args(args: argparse.Namespace, backend: Backend) -> Assistant
     BadInputError
         When the gallery or the OSM file cannot be read.
     """
-    from gaea.commands.common import params_from_args
+    from gaea.commands.common import backend_from_args, params_from_args
 
     if args.encoder and not args.gallery:
         raise ConfigError("--encoder applies to the queries of a --gallery; give --gallery DIR too")
     if args.overpass_url and not args.overpass:
         raise ConfigError("--overpass-url applies with --overpass")
-    return Assistant(backend, _retriever_from_args(args), _osm_from_args(args), k_similar=args.k_similar,
-                     k_dissimilar=args.k_dissimilar, ensemble=args.ensemble, params=params_from_args(args))
+    params = params_from_args(args)
+    retriever, osm = _retriever_from_args(args), _osm_from_args(args)
+    return Assistant(backend or backend_from_args(args), retriever, osm, k_similar=args.k_similar,
+                     k_dissimilar=args.k_dissimilar, ensemble=args.ensemble, params=params)
 
 
 def _retriever_from_args(args: argparse.Namespace):

@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from gaea.commands.common import add_backend_arguments, backend_from_args
+from gaea.commands.common import add_backend_arguments
 from gaea.commands.context_args import add_context_arguments, assistant_from_args
 from gaea.errors import GaeaError
 from gaea.types import Prediction
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    assistant = assistant_from_args(args, backend_from_args(args))
+    assistant = assistant_from_args(args)
     failed = 0
     for image in args.images:
         try:
