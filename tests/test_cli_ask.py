@@ -202,3 +202,11 @@ def test_ask_with_a_missing_gallery_is_one_line(photos_dir: Path, tiny_vlm: Path
     result = run_gaea("ask", "--model", str(tiny_vlm), "--gallery", str(missing),
                       "--image", str(photos_dir / "DSCN0010.jpg"), QUESTION, cwd=tmp_path)
     assert_one_line_error(result, str(missing))
+
+
+def test_ask_with_the_hub_out_of_reach_fails_fast_in_one_line(photos_dir: Path, tmp_path: Path) -> None:
+    # A closed local port stands in for an unreachable hub; an empty HF_HOME holds no cached copy.
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    env = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "hf")}
+    result = run_gaea("ask", "--image", str(photos_dir / "DSCN0010.jpg"), QUESTION, cwd=tmp_path, env=env)
+    assert_one_line_error(result, "Hugging Face hub", endpoint, "cannot be reached", "make demo")

@@ -23,13 +23,13 @@ from transformers import (
 )
 
 from gaea.errors import BackendError, BadInputError, ConfigError
+from gaea.hub import OFFLINE_DEMO, prepare_hub_model
 from gaea.types import GenerationParams, Message
 from gaea.vlm import load_processor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-OFFLINE_DEMO = 'gaea tiny-model --out /tmp/gaea-tiny && gaea ask --model /tmp/gaea-tiny/vlm --image PHOTO "QUESTION"'
 
 
 def _first_line(error: BaseException) -> str:
@@ -144,6 +144,9 @@ class TransformersBackend:
         self.dtype = _resolve_dtype(dtype, self.device)
         quantization = _four_bit_config(self.dtype) if load_in_4bit else None
         image_size = {key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value}
+        prepare_hub_model(self.model_id)
+        if self.adapter:
+            prepare_hub_model(self.adapter, what="adapter")
         self.processor = _load_or_explain("model", self.model_id, lambda: load_processor(self.model_id, **image_size))
         self.model = self._load_model(quantization)
         self._lock = threading.Lock()

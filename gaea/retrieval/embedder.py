@@ -44,7 +44,10 @@ class Embedder:
         self.batch_size = batch_size
         import torch
 
+        from gaea.hub import prepare_hub_model
+
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        prepare_hub_model(self.model_name, what="image encoder")
         self.library = _resolve_library(self.model_name, library)
         if self.library == "transformers":
             self._model, self._processor = _load_transformers_encoder(self.model_name, self.device)
