@@ -38,22 +38,28 @@ class PlaceContext:
 
     def fact(self, kind: str) -> dict[str, str]:
         """The evidence entry for one fact: {"kind", "value", "source"}."""
-        value, source = _FACTS[kind](self)
-        return {"kind": kind, "value": value, "source": source}
+        return {"kind": kind, "value": self._value(kind), "source": _FACTS[kind][1]}
 
     def has(self, kind: str) -> bool:
-        return bool(_FACTS[kind](self)[0])
+        return bool(self._value(kind))
+
+    def _value(self, kind: str) -> str:
+        # A field read, not a lambda per fact: templates ask for a dozen facts per photo.
+        if kind == "coordinates":
+            return f"{self.lat:.5f}, {self.lon:.5f}"
+        return getattr(self, _FACTS[kind][0])
 
 
+# Fact kind -> (PlaceContext field, source); "coordinates" is made from lat and lon.
 _FACTS = {
-    "city": lambda c: (c.city, GEONAMES),
-    "region": lambda c: (c.region, GEONAMES),
-    "country": lambda c: (c.country, GEONAMES),
-    "continent": lambda c: (c.continent, GEONAMES),
-    "driving_side": lambda c: (c.driving_side, DRIVING_TABLE),
-    "hemisphere_ns": lambda c: (c.north_south, COORDINATES),
-    "hemisphere_ew": lambda c: (c.east_west, COORDINATES),
-    "coordinates": lambda c: (f"{c.lat:.5f}, {c.lon:.5f}", COORDINATES),
+    "city": ("city", GEONAMES),
+    "region": ("region", GEONAMES),
+    "country": ("country", GEONAMES),
+    "continent": ("continent", GEONAMES),
+    "driving_side": ("driving_side", DRIVING_TABLE),
+    "hemisphere_ns": ("north_south", COORDINATES),
+    "hemisphere_ew": ("east_west", COORDINATES),
+    "coordinates": ("", COORDINATES),
 }
 
 

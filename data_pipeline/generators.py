@@ -11,13 +11,11 @@ balanced exactly.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import random
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,50 +54,56 @@ class _Item(NamedTuple):
     label: str = ""
 
 
-@dataclass
 class _Photo:
     """Everything the templates of one photo look at."""
 
-    photo: Photo
-    context: PlaceContext
-    config: GenerationConfig
-    rng: random.Random
-    nearby: Nearby
-    by_label: list[_Item]
+    __slots__ = ("photo", "context", "config", "rng", "nearby", "by_label", "radius_text", "notable",
+                 "_notable_named")
+
+    def __init__(self, photo: Photo, context: PlaceContext, config: GenerationConfig, rng: random.Random,
+                 nearby: Nearby, by_label: list[_Item], radius_text: str):
+        self.photo, self.context, self.config, self.rng = photo, context, config, rng
+        self.nearby, self.by_label, self.radius_text = nearby, by_label, radius_text
+        # Nearest feature of each category, points of interest before roads, land use and plain buildings
+        # (most templates look at it, so it is made at once).
+        self.notable = [item for item in by_label if item.key not in BACKGROUND_KEYS] or by_label
+        self._notable_named: list[_Item] | None = None
 
     @property
     def table(self) -> FeatureTable:
         return self.nearby.table
 
     @property
-    def radius_text(self) -> str:
-        radius = self.config.radius_m
-        return f"{radius / 1000:g} km" if radius >= 1000 else f"{radius:.0f} m"
-
-    @cached_property
-    def notable(self) -> list[_Item]:
-        """Nearest feature of each category, points of interest before roads, land use and plain buildings."""
-        pois = [item for item in self.by_label if item.key not in BACKGROUND_KEYS]
-        return pois or self.by_label
-
-    @cached_property
     def notable_named(self) -> list[_Item]:
-        named = [item for item in self.by_label if item.name]
-        pois = [item for item in named if item.key not in BACKGROUND_KEYS]
-        return pois or named
+        if self._notable_named is None:
+            named = [item for item in self.by_label if item.name]
+            self._notable_named = [item for item in named if item.key not in BACKGROUND_KEYS] or named
+        return self._notable_named
 
-    @cached_property
-    def absent(self) -> list[tuple[str, tuple[str, str]]]:
+    @property
+    def absent(self) -> tuple[tuple[str, tuple[str, str]], ...]:
         """(label, (key, value)) of the distractor categories absent within the radius (none when the
         source did not see the whole circle: absence there is unknown, not evidence)."""
-        if not self.nearby.covered:
-            return []
-        present = self.nearby.present_bits
-        return [entry for bit, entry in enumerate(distractor_labels()) if not (present >> bit) & 1]
+        return _absent_categories(self.nearby.present_bits) if self.nearby.covered else ()
 
-    @cached_property
-    def absent_labels(self) -> list[str]:
-        return [label for label, _ in self.absent]
+    @property
+    def absent_labels(self) -> tuple[str, ...]:
+        return _absent_labels(self.nearby.present_bits) if self.nearby.covered else ()
+
+
+@lru_cache(maxsize=4096)
+def _absent_categories(present_bits: int) -> tuple[tuple[str, tuple[str, str]], ...]:
+    """The distractor categories whose bit is clear (neighbouring photos share their mask, hence the cache)."""
+    return tuple(entry for bit, entry in enumerate(distractor_labels()) if not (present_bits >> bit) & 1)
+
+
+@lru_cache(maxsize=4096)
+def _absent_labels(present_bits: int) -> tuple[str, ...]:
+    return tuple(label for label, _ in _absent_categories(present_bits))
+
+
+def _radius_text(radius_m: float) -> str:
+    return f"{radius_m / 1000:g} km" if radius_m >= 1000 else f"{radius_m:.0f} m"
 
 
 # ---------------------------------------------------------------------------------------------- public entry
@@ -117,36 +121,17 @@ def generate_records(
     `contexts[i]` its place context.
     """
     records: list[dict[str, Any]] = []
-    with cyclic_gc_paused():
-        for photo, around, context in zip(photos, nearby, contexts, strict=True):
-            records.extend(records_for_photo(photo, around, context, config))
+    radius_text = _radius_text(config.radius_m)
+    for photo, around, context in zip(photos, nearby, contexts, strict=True):
+        records.extend(records_for_photo(photo, around, context, config, radius_text=radius_text))
     return records
 
 
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch of records is built.
-
-    Records are trees of dicts, lists and strings that stay alive until the batch is written, and they hold
-    no reference cycles, so a collection could free nothing; yet every ~700 new containers the collector
-    rescans all the young ones (promoting them to older generations it rescans too). That was about 40% of
-    the generation time. Reference counting still frees every temporary at once.
-    """
-    if not gc.isenabled():  # already paused by a caller: leave it to them
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def records_for_photo(photo: Photo, nearby: Nearby, context: PlaceContext,
-                      config: GenerationConfig) -> list[dict[str, Any]]:
-    """The QA records of one photo, in a fixed type order."""
+def records_for_photo(photo: Photo, nearby: Nearby, context: PlaceContext, config: GenerationConfig, *,
+                      radius_text: str | None = None) -> list[dict[str, Any]]:
+    """The QA records of one photo, in a fixed type order (`radius_text`: the radius in words, if at hand)."""
     state = _Photo(photo, context, config, _photo_rng(config.seed, photo.photo_id), nearby,
-                   _nearest_of_each_label(nearby))
+                   _nearest_of_each_label(nearby), radius_text or _radius_text(config.radius_m))
     records: list[dict[str, Any]] = []
     for qtype in config.types:
         if qtype == "TF":
@@ -168,11 +153,14 @@ def _photo_rng(seed: int, photo_id: str) -> random.Random:
 def _nearest_of_each_label(nearby: Nearby) -> list[_Item]:
     """The nearest feature of each category present, nearest first."""
     table = nearby.table
-    rows = nearby.rows[nearby.label_first].tolist()
-    distances = nearby.distances[nearby.label_first].tolist()
+    rows, distances = nearby.first_rows, nearby.first_distances
     names, keys, labels = table.row_name, table.row_key, table.row_label
-    return [_Item(row, distance, names[row], keys[row], labels[row]) for row, distance in zip(rows, distances,
-                                                                                              strict=True)]
+    # tuple.__new__ directly: a NamedTuple's own constructor is a Python function, several times slower.
+    return [_new_tuple(_Item, (row, distance, names[row], keys[row], labels[row]))
+            for row, distance in zip(rows, distances, strict=True)]
+
+
+_new_tuple = tuple.__new__
 
 
 @lru_cache(maxsize=16)
@@ -248,9 +236,24 @@ def _absence_evidence(state: _Photo, key: str, value: str) -> dict[str, str]:
 
 
 def _distance_text(metres: float) -> str:
+    """'about 40 m' (to the nearest ten metres, at least 10) or 'about 1.2 km'."""
     if metres < 1000:
-        return f"about {max(10, round(metres, -1)):.0f} m"
+        return _METRES_TEXT[max(1, _nearest_ten(metres))]
     return f"about {metres / 1000:.1f} km"
+
+
+def _nearest_ten(metres: float) -> int:
+    """`round(metres, -1) / 10` for 0 <= metres < 1000, without the decimal conversion `round(x, -1)` makes.
+
+    `metres % 10` is exact for floats, so the rounding direction is read off it exactly; a remainder of
+    exactly 5 rounds half to even, as `round` does.
+    """
+    tens, rest = divmod(metres, 10.0)
+    tens = int(tens)
+    return tens + 1 if rest > 5.0 or (rest == 5.0 and tens % 2) else tens
+
+
+_METRES_TEXT = tuple(f"about {tens * 10} m" for tens in range(101))
 
 
 def _options(state: _Photo, answer: str, candidates: Sequence[str]) -> list[str] | None:

@@ -33,7 +33,8 @@ class Nearby:
     `label_first` holds the positions (into `rows`) of the nearest feature of each category, nearest
     first; `present_bits` has bit i set when distractor category i is present (see `FeatureTable`).
     `covered` says whether the source saw the whole circle: only then may a question claim that
-    something is *not* there.
+    something is *not* there. `first_rows` and `first_distances` are the rows and distances at
+    `label_first`, as Python lists (cut from lists made once per batch: templates read them item by item).
     """
 
     table: FeatureTable
@@ -42,6 +43,8 @@ class Nearby:
     label_first: np.ndarray
     present_bits: int
     covered: bool
+    first_rows: list[int]
+    first_distances: list[float]
 
 
 class FeatureTable:
@@ -88,6 +91,8 @@ class FeatureTable:
         self.background = np.array([c is not None and c[0] in BACKGROUND_KEYS for c in self.category], dtype=bool)
         self.distractor_bits = np.array([_distractor_bits(f, c) for f, c in zip(self.features, self.category,
                                                                                strict=True)], dtype=np.uint64)
+        # Row -> the parts of its evidence entry that do not depend on the photo, made on first use.
+        self._evidence_heads: dict[int, tuple] = {}
         self._tree: cKDTree | None = None
 
     def __len__(self) -> int:
@@ -98,15 +103,23 @@ class FeatureTable:
 
     def evidence(self, row: int, distance_m: float, keys: Sequence[str]) -> dict[str, Any]:
         """The evidence entry of one feature, with only the tags in `keys`."""
-        feature = self.features[row]
-        tags = feature.tags
+        head = self._evidence_heads.get(row)
+        if head is None:
+            feature = self.features[row]
+            head = self._evidence_heads[row] = (feature.osm_type, feature.osm_id, feature.name, feature.tags,
+                                                round(feature.lat, 7), round(feature.lon, 7))
+        osm_type, osm_id, name, tags, lat, lon = head
+        used = {}
+        for key in keys:  # a plain loop: `keys` holds one or two keys, too few to pay for a comprehension's frame
+            if key in tags:
+                used[key] = tags[key]
         return {
-            "osm_type": feature.osm_type,
-            "osm_id": feature.osm_id,
-            "name": feature.name,
-            "tags": {key: tags[key] for key in keys if key in tags},
-            "lat": round(feature.lat, 7),
-            "lon": round(feature.lon, 7),
+            "osm_type": osm_type,
+            "osm_id": osm_id,
+            "name": name,
+            "tags": used,
+            "lat": lat,
+            "lon": lon,
             "distance_m": round(float(distance_m), 1),
         }
 
@@ -131,8 +144,8 @@ class FeatureTable:
         keep = distances <= radius_m
         points, rows, distances = points[keep], rows[keep], distances[keep]
         # One float key (point, then distance) sorts several times faster than a two-key lexsort; the
-        # point step exceeds any distance on Earth, and a stable sort keeps ties in the tree's fixed order.
-        order = np.argsort(points * 4.1e7 + distances, kind="stable")
+        # point step exceeds any distance on Earth.
+        order = _argsort_ties_stable(points * 4.1e7 + distances)
         return self._split(len(lats), points[order], rows[order], distances[order],
                            self._covered(lats, lons, radius_m))
 
@@ -165,9 +178,14 @@ class FeatureTable:
         np.minimum.at(first, pair, categorized)
         firsts = np.sort(first[first < len(rows)])
         first_bounds = np.searchsorted(firsts, bounds)
+        # Whole-batch conversions, then plain slicing per point (numpy scalars and tiny arrays are slow).
+        first_rows, first_distances = rows[firsts].tolist(), distances[firsts].tolist()
+        starts, fstarts = bounds.tolist(), first_bounds.tolist()
+        present_list, covered_list = present.tolist(), covered.tolist()
         return [
-            Nearby(self, rows[bounds[i]:bounds[i + 1]], distances[bounds[i]:bounds[i + 1]],
-                   firsts[first_bounds[i]:first_bounds[i + 1]] - bounds[i], int(present[i]), bool(covered[i]))
+            Nearby(self, rows[starts[i]:starts[i + 1]], distances[starts[i]:starts[i + 1]],
+                   firsts[fstarts[i]:fstarts[i + 1]] - starts[i], present_list[i], bool(covered_list[i]),
+                   first_rows[fstarts[i]:fstarts[i + 1]], first_distances[fstarts[i]:fstarts[i + 1]])
             for i in range(count)
         ]
 
@@ -192,6 +210,20 @@ class FeatureTable:
         order = np.lexsort((rows_arr, dist_arr, points_arr))
         return table, table._split(len(results), points_arr[order], rows_arr[order], dist_arr[order],
                                    np.ones(len(results), dtype=bool))
+
+
+def _argsort_ties_stable(keys: np.ndarray) -> np.ndarray:
+    """`np.argsort(keys, kind="stable")`, several times faster when no two keys are equal.
+
+    Without ties the sorting order is unique, so numpy's vectorised (unstable) sort gives exactly the
+    stable order; only when two keys are equal (two features at one spot) is the stable sort needed,
+    to keep such ties in the tree's fixed order.
+    """
+    order = np.argsort(keys)
+    ordered = keys[order]
+    if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+        return np.argsort(keys, kind="stable")
+    return order
 
 
 def _distractor_bits(feature: Any, category: tuple[str, str] | None) -> int:
