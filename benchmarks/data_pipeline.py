@@ -199,7 +199,7 @@ def overpass_requests(tmp: Path) -> tuple[int, int]:
     sys.path.insert(0, str(REPO / "tests"))
     from overpass_replay import OverpassReplayServer
 
-    from data_pipeline.inputs import read_exif_gps
+    from gaea.exif import read_exif_gps
     from gaea.osm import OverpassSource
     from gaea.types import GeoPoint
 

@@ -20,7 +20,7 @@ _EXPORTS = {
     "PhotoItem": "data_pipeline.inputs",
     "Skipped": "data_pipeline.inputs",
     "iter_items": "data_pipeline.inputs",
-    "read_exif_gps": "data_pipeline.inputs",
+    "read_exif_gps": "gaea.exif",
     "export_dataset": "data_pipeline.export",
 }
 __all__ = sorted(_EXPORTS)

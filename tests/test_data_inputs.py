@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from test_data_pipeline import write_gps_copy
 
-from data_pipeline.inputs import Photo, Skipped, gps_from_exif, iter_items, read_exif_gps, resolve_item
+from data_pipeline.inputs import Photo, Skipped, iter_items, resolve_item
 from gaea.errors import BadInputError
+from gaea.exif import gps_from_exif, read_exif_gps
 
 
 def _expected(photos: Path) -> dict[str, tuple[float, float] | None]:

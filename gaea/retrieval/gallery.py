@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from gaea import exif
 from gaea.errors import BadInputError
 from gaea.images import IMAGE_SUFFIXES, load_image
 from gaea.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
@@ -321,27 +322,10 @@ def _items_from_folder(folder: Path) -> Iterator[GalleryItem]:
 def read_exif_gps(path: str | Path) -> tuple[float, float] | None:
     """(lat, lon) from a photo's EXIF GPS block, or None when it has none (or an unusable one)."""
     try:
-        with Image.open(path) as image:
-            gps = image.getexif().get_ifd(0x8825)
-    except (OSError, SyntaxError, ValueError):
+        return exif.read_exif_gps(path)
+    except exif.PhotoRejected as rejected:
+        log.info("%s", rejected)
         return None
-    lat = _dms_to_degrees(gps.get(2), gps.get(1), negative="S")
-    lon = _dms_to_degrees(gps.get(4), gps.get(3), negative="W")
-    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        return None
-    return lat, lon
-
-
-def _dms_to_degrees(dms: Any, ref: Any, *, negative: str) -> float | None:
-    try:
-        degrees, minutes, seconds = (float(part) for part in dms)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-    if not all(np.isfinite([degrees, minutes, seconds])):
-        return None
-    value = degrees + minutes / 60 + seconds / 3600
-    ref = ref.decode(errors="ignore") if isinstance(ref, bytes) else str(ref or "")
-    return -value if ref.strip().upper().startswith(negative) else value
 
 
 def _coordinate(row: dict[str, Any], names: tuple[str, ...], where: str) -> float:
