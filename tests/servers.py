@@ -164,3 +164,17 @@ def scripted_http_server(replies: list[Reply]) -> Iterator[ScriptedServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def gradio_app(assistant, **launch_options) -> Iterator[str]:
+    """The chat app (ui.app) of `assistant` on a free 127.0.0.1 port; yields its URL and closes it on exit."""
+    from ui.app import build_app, launch_kwargs
+
+    app = build_app(assistant)
+    port = free_port()
+    app.launch(prevent_thread_lock=True, **launch_kwargs(port=port, **launch_options))
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()

@@ -15,8 +15,8 @@ import pytest
 from gaea.backends import load_backend
 from gaea.errors import BadInputError
 from gaea.types import GenerationParams, Neighbor, Prediction
-from tests.servers import free_port
-from ui.app import build_app, launch_kwargs, prediction_markdown
+from tests.servers import free_port, gradio_app
+from ui.app import launch_kwargs, prediction_markdown
 from ui.cli import parse_auth
 from ui.map import country_outlines, map_html, map_svg, view_box
 
@@ -42,13 +42,8 @@ def assistant(tiny_vlm: Path, tiny_encoder: Path, photos_dir: Path, tmp_path_fac
 
 @pytest.fixture(scope="module")
 def app_url(assistant) -> Iterator[str]:
-    app = build_app(assistant)
-    port = free_port()
-    app.launch(prevent_thread_lock=True, **launch_kwargs(port=port))
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    with gradio_app(assistant) as url:
+        yield url
 
 
 def expected_gps(photos_dir: Path) -> dict[str, tuple[float, float]]:
@@ -127,17 +122,12 @@ def test_the_app_serves_no_files_but_its_own(app_url: str) -> None:
 
 
 def test_login_is_required_when_auth_is_set(assistant) -> None:
-    app = build_app(assistant)
-    port = free_port()
-    app.launch(prevent_thread_lock=True, **launch_kwargs(port=port, auth=("ana", "s3cret")))
-    try:
-        url = f"http://127.0.0.1:{port}"
+    with gradio_app(assistant, auth=("ana", "s3cret")) as root:
+        url = root.rstrip("/")
         assert httpx.get(url + "/config", timeout=10).status_code == 401
         login = httpx.post(url + "/login", data={"username": "ana", "password": "s3cret"}, timeout=10)
         assert login.status_code == 200
         assert httpx.get(url + "/config", cookies=login.cookies, timeout=10).status_code == 200
-    finally:
-        app.close()
 
 
 def test_launch_defaults_keep_the_app_private() -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import gradio_app
 from tests.test_ui import make_assistant
-from ui.app import build_app, launch_kwargs
 
 pytestmark = pytest.mark.browser
 
@@ -39,13 +38,8 @@ def browser() -> Iterator:
 @pytest.fixture(scope="module")
 def app_url(tiny_vlm: Path, tiny_encoder: Path, photos_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     assistant = make_assistant(tiny_vlm, tiny_encoder, photos_dir, tmp_path_factory.mktemp("gallery") / "g")
-    app = build_app(assistant)
-    port = free_port()
-    app.launch(prevent_thread_lock=True, **launch_kwargs(port=port))
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    with gradio_app(assistant) as url:
+        yield url
 
 
 @pytest.fixture
