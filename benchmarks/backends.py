@@ -28,10 +28,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from gaea.backends.openai_compat import OpenAIBackend  # noqa: E402
-from gaea.backends.transformers_backend import TransformersBackend  # noqa: E402
 from gaea.images import load_image  # noqa: E402
-from gaea.tiny import build_tiny_vlm  # noqa: E402
+from gaea.models.backends.openai_compat import OpenAIBackend  # noqa: E402
+from gaea.models.backends.transformers_backend import TransformersBackend  # noqa: E402
+from gaea.models.tiny import build_tiny_vlm  # noqa: E402
 from gaea.types import GenerationParams, Message  # noqa: E402
 from tests.servers import transformers_serve  # noqa: E402
 

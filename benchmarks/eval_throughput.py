@@ -33,7 +33,7 @@ from eval.data import BenchItem  # noqa: E402
 from eval.judge_free import JudgeFreeScorer  # noqa: E402
 from eval.runner import run_resumable  # noqa: E402
 from gaea.assistant import Assistant  # noqa: E402
-from gaea.backends import load_backend  # noqa: E402
+from gaea.models.backends import load_backend  # noqa: E402
 from gaea.records import QARecord  # noqa: E402
 from gaea.types import GenerationParams  # noqa: E402
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/finetune.py [--steps 12] [--batch 4] [--collate-batches 20]
 
 Data: a QA dataset made by `gaea data build` from six real photos of ../shared/data placed in the
-West Oakland OSM extract. Model: `gaea.tiny.build_tiny_vlm` (random Qwen2.5-VL), so the figures
+West Oakland OSM extract. Model: `gaea.models.tiny.build_tiny_vlm` (random Qwen2.5-VL), so the figures
 measure our pipeline's overhead, not a 7B model's arithmetic.
 
 1. Collator. Ours: `VisionChatCollator` (one batched processor call; answers located by rendering the
@@ -44,7 +44,7 @@ from finetune.model import load_model, load_processor  # noqa: E402
 from finetune.train import GaeaTrainer, training_arguments  # noqa: E402
 from gaea.cli import main as gaea_main  # noqa: E402
 from gaea.images import load_image  # noqa: E402
-from gaea.tiny import build_tiny_vlm  # noqa: E402
+from gaea.models.tiny import build_tiny_vlm  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 OAKLAND = {

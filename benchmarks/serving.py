@@ -35,9 +35,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from gaea.backends import load_backend  # noqa: E402
 from gaea.images import load_image  # noqa: E402
-from gaea.tiny import build_tiny_vlm  # noqa: E402
+from gaea.models.backends import load_backend  # noqa: E402
+from gaea.models.tiny import build_tiny_vlm  # noqa: E402
 from gaea.types import GenerationParams  # noqa: E402
 
 PHOTO = REPO_ROOT.parent / "shared" / "data" / "photos" / "DSCN0010.jpg"

@@ -13,8 +13,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gaea.backends import load_backend
 from gaea.errors import BackendError, BackendUnreachableError
+from gaea.models.backends import load_backend
 from gaea.osm import sanitize_text
 from gaea.types import GenerationParams, Message
 

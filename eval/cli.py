@@ -195,7 +195,7 @@ def _scorer_from_args(args: argparse.Namespace) -> Any:
     if not (args.judge_base_url and args.judge_model):
         raise ConfigError("choose a judge: --judge-base-url URL --judge-model NAME, or --judge-free")
     from eval.judge import LLMJudge
-    from gaea.backends import load_backend
+    from gaea.models.backends import load_backend
     from gaea.types import GenerationParams
 
     if args.judge_attempts < 1 or args.judge_max_tokens < 1:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval.judge_prompts import JUDGE_KEYS, JUDGE_SYSTEM, judge_prompt, judge_retry_prompt
-from gaea.backends import Backend
 from gaea.errors import BackendError
+from gaea.models.backends import Backend
 from gaea.records import QARecord
 from gaea.types import GenerationParams, Message
 

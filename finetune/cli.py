@@ -75,7 +75,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from gaea.adapters import convert_legacy_adapter
+    from gaea.models.adapters import convert_legacy_adapter
 
     count = convert_legacy_adapter(args.adapter, args.out)
     print(f"converted adapter saved to {args.out} ({count} keys renamed)")

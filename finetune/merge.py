@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from gaea.adapters import adapter_weights_file, load_adapter
 from gaea.errors import BadInputError, ConfigError
+from gaea.models.adapters import adapter_weights_file, load_adapter
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def merge_adapter(base: str | Path, adapter: str | Path, out_dir: str | Path, *,
     """
     from transformers import AutoModelForImageTextToText
 
-    from gaea.vlm import load_processor
+    from gaea.models.vlm import load_processor
 
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")

@@ -48,7 +48,7 @@ def is_merger(name: str) -> bool:
 
 def load_processor(config: FinetuneConfig) -> Any:
     """The model's processor with the configured image pixel bounds."""
-    from gaea.vlm import load_processor as load_vlm_processor
+    from gaea.models.vlm import load_processor as load_vlm_processor
 
     kwargs = {key: getattr(config, key) for key in ("min_pixels", "max_pixels") if getattr(config, key)}
     return load_vlm_processor(config.processor_name_or_path or config.model_name_or_path, **kwargs)

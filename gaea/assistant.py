@@ -31,10 +31,10 @@ import numpy as np
 from PIL import Image
 
 from gaea import prompts
-from gaea.backends import Backend
 from gaea.errors import BadInputError, NoLocationError
 from gaea.geo import haversine_km, parse_location
 from gaea.images import load_image
+from gaea.models.backends import Backend
 from gaea.types import GenerationParams, GeoPoint, Message, Neighbor, Prediction
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Assistant:
     Parameters
     ----------
     backend
-        The model (``gaea.backends.load_backend``).
+        The model (``gaea.models.backends.load_backend``).
     retriever
         Gallery neighbours for the prompt; None is the no-retrieval mode.
     osm

@@ -31,7 +31,7 @@ def photos_dir(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from gaea.tiny import build_tiny_encoder, build_tiny_vlm
+    from gaea.models.tiny import build_tiny_encoder, build_tiny_vlm
 
     root = tmp_path_factory.mktemp("tiny-models")
     build_tiny_vlm(root / "vlm")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from gaea.serving import build_transformers_command
+from gaea.models.serving import build_transformers_command
 
 HOST = "127.0.0.1"
 
@@ -76,7 +76,7 @@ def _wait_until_ready(base_url: str, process: subprocess.Popen, log_path: Path, 
 def transformers_serve(model_path: str | Path, port: int | None = None, *, timeout_s: float = 180.0) -> Iterator[str]:
     """Serve `model_path` with `transformers serve` on 127.0.0.1 and yield ``http://127.0.0.1:PORT/v1``.
 
-    The command is the project's own (`gaea.serving.build_transformers_command`: the stock server, with
+    The command is the project's own (`gaea.models.serving.build_transformers_command`: the stock server, with
     processors loaded without torchvision); the model is preloaded, so `/v1/models` lists it alone. The
     server runs in its own process group, which is killed on exit, also when the test fails.
     """

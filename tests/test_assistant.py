@@ -23,9 +23,9 @@ from gaea.assistant import (
     parse_prediction,
     require_location,
 )
-from gaea.backends.openai_compat import OpenAIBackend
 from gaea.errors import BadInputError, NoLocationError
 from gaea.geo import haversine_km
+from gaea.models.backends.openai_compat import OpenAIBackend
 from gaea.osm import open_osm_source
 from gaea.retrieval import Embedder, Retriever, build_gallery
 from gaea.types import GenerationParams, Message, Neighbor, Prediction
@@ -242,7 +242,7 @@ def test_chat_with_a_gallery_opens_with_the_neighbours(photos_dir: Path, gallery
 
 
 def test_chat_with_the_tiny_model_streams_what_generate_answers(tiny_vlm: Path, photos_dir: Path) -> None:
-    from gaea.backends import load_backend
+    from gaea.models.backends import load_backend
 
     backend = load_backend("transformers", model=str(tiny_vlm))
     assistant = Assistant(backend, params=GenerationParams(max_new_tokens=12))

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gaea.backends import Backend, load_backend
-from gaea.backends.openai_compat import OpenAIBackend
-from gaea.backends.transformers_backend import TransformersBackend
 from gaea.errors import BackendError, BackendUnreachableError, BadInputError, ConfigError
+from gaea.models.backends import Backend, load_backend
+from gaea.models.backends.openai_compat import OpenAIBackend
+from gaea.models.backends.transformers_backend import TransformersBackend
 from gaea.types import GenerationParams, ImagePart, Message
 from tests.servers import Reply, free_port, scripted_http_server, transformers_serve
 

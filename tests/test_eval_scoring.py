@@ -10,7 +10,7 @@ import pytest
 from eval.judge import JudgeParseError, LLMJudge, parse_judge_reply, score_of
 from eval.judge_free import EmbeddingScorer, JudgeFreeScorer, extract_option, extract_yes_no
 from eval.scoring import aggregate
-from gaea.backends import load_backend
+from gaea.models.backends import load_backend
 from gaea.records import QARecord
 from tests.servers import Reply, scripted_http_server
 

@@ -8,7 +8,7 @@ import torch
 from finetune.collator import IGNORE_INDEX, VisionChatCollator, expand_to_image_runs
 from finetune.data import Sample
 from gaea.errors import BadInputError, ConfigError
-from gaea.vlm import load_processor
+from gaea.models.vlm import load_processor
 
 FIRST_ANSWERS = ["Arezzo, Italy.", "Yes, about 350 m to the north-east."]
 

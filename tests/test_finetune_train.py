@@ -19,9 +19,9 @@ from finetune.config import load_config
 from finetune.data import load_samples
 from finetune.model import is_merger, is_vision
 from finetune.train import main as train
-from gaea.adapters import load_adapter
 from gaea.cli import main as gaea_main
-from gaea.vlm import load_processor
+from gaea.models.adapters import load_adapter
+from gaea.models.vlm import load_processor
 
 # Six real photos placed inside the West Oakland OSM extract (the extract has no photos of its own).
 OAKLAND_PHOTOS = {
@@ -205,7 +205,7 @@ def test_adapter_with_old_key_names_loads_after_remapping(trained, tiny_vlm, pro
         assert not torch.allclose(plain, expected)
     except KeyError:
         pass
-    with caplog.at_level(logging.WARNING, logger="gaea.adapters"):
+    with caplog.at_level(logging.WARNING, logger="gaea.models.adapters"):
         remapped = load_adapter(base_model(tiny_vlm), old)
     assert "older module names" in caplog.text
     assert torch.equal(logits_of(remapped, probe_batch), expected)

@@ -416,7 +416,7 @@ def test_importing_geo_loads_no_data_and_starts_no_processes() -> None:
     code = (
         "import sys, multiprocessing\n"
         "import gaea.geo as geo\n"
-        "assert 'scipy.spatial' not in sys.modules and geo.gazetteer.__module__ == 'gaea._geodata'\n"
+        "assert 'scipy.spatial' not in sys.modules and geo.gazetteer.__module__ == 'gaea.geo._gazetteer'\n"
         "assert not vars(geo.gazetteer()), 'a table was loaded at import'\n"
         "place = geo.reverse_geocode(43.4674, 11.8851)\n"
         "assert place.city == 'Arezzo'\n"
@@ -492,7 +492,7 @@ def test_driving_side(code: str, side: str) -> None:
 
 
 def test_driving_side_table_is_complete_and_known() -> None:
-    from gaea._geodata import LEFT_DRIVING
+    from gaea.geo._gazetteer import LEFT_DRIVING
 
     assert 70 <= len(LEFT_DRIVING) <= 80
     assert all(geo.normalize_country(code) == code for code in LEFT_DRIVING)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from gaea.backends import load_backend
 from gaea.cli import main as gaea_main
 from gaea.errors import BackendError, BadInputError, ConfigError
-from gaea.serving import (
+from gaea.models.backends import load_backend
+from gaea.models.serving import (
     DEFAULT_MAX_MODEL_LEN,
     ServerProcess,
     build_transformers_command,
@@ -182,7 +182,7 @@ def _read_until_ready(process: subprocess.Popen, timeout_s: float) -> list[str]:
 
 def test_transformers_command_runs_the_stock_cli_through_gaea() -> None:
     command = build_transformers_command("/models/tiny", host="127.0.0.1", port=9001)
-    assert command[:4] == [sys.executable, "-m", "gaea.serving", "transformers"]
+    assert command[:4] == [sys.executable, "-m", "gaea.models.serving", "transformers"]
     assert command[4:6] == ["serve", "/models/tiny"]
     assert flag_values(command, "--port") == ["9001"] and flag_values(command, "--host") == ["127.0.0.1"]
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, CLIPModel
 
-from gaea.vlm import ImageOnlyQwenVLProcessor, load_processor
+from gaea.models.vlm import ImageOnlyQwenVLProcessor, load_processor
 
 
 def test_tiny_vlm_generates_for_a_real_photo(tiny_vlm, photos_dir):

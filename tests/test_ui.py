@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gaea.backends import load_backend
 from gaea.errors import BadInputError
+from gaea.models.backends import load_backend
 from gaea.types import GenerationParams, Neighbor, Prediction
 from tests.servers import free_port, gradio_app
 from ui.app import launch_kwargs, prediction_markdown

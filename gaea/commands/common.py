@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 
-from gaea.backends import Backend, backend_names, load_backend
 from gaea.errors import ConfigError
+from gaea.models.backends import Backend, backend_names, load_backend
 from gaea.settings import get_settings
 from gaea.types import GenerationParams
 

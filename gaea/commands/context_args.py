@@ -15,8 +15,8 @@ import argparse
 from pathlib import Path
 
 from gaea.assistant import Assistant
-from gaea.backends import Backend
 from gaea.errors import ConfigError
+from gaea.models.backends import Backend
 
 
 def add_context_arguments(parser: argparse.ArgumentParser) -> None:

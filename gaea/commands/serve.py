@@ -8,7 +8,7 @@ import signal
 import sys
 
 from gaea.errors import ConfigError
-from gaea.serving import (
+from gaea.models.serving import (
     DEFAULT_IMAGES_PER_PROMPT,
     DEFAULT_STARTUP_TIMEOUT_S,
     ENGINES,

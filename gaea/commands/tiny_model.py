@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
     args = parser.parse_args(argv)
 
-    from gaea.tiny import build_tiny_encoder, build_tiny_vlm
+    from gaea.models.tiny import build_tiny_encoder, build_tiny_vlm
 
     vlm = build_tiny_vlm(args.out / "vlm", seed=args.seed)
     encoder = build_tiny_encoder(args.out / "encoder", seed=args.seed)

@@ -44,7 +44,7 @@ class Embedder:
         self.batch_size = batch_size
         import torch
 
-        from gaea.hub import prepare_hub_model
+        from gaea.models.hub import prepare_hub_model
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         prepare_hub_model(self.model_name, what="image encoder")

@@ -1,5 +1,5 @@
 """Reading a location out of free model text: JSON objects, coordinates in every common notation, and
-"City, Country" answers. Public entry points are re-exported by `gaea.geo`."""
+"City, Country" answers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
+from gaea.geo._gazetteer import gazetteer, name_key
+from gaea.geo.places import GeoPlace, _city_rows, _country_fields, _in_country, geocode, normalize_country
 from gaea.types import GeoPoint
 
 Axis = str  # "lat" or "lon"
@@ -479,3 +482,97 @@ def country_in_text(text: str, *, is_country: Callable[[str], bool]) -> str | No
         if country is not None:
             return country
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The public readers
+
+
+def _is_country(text: str) -> bool:
+    return normalize_country(text) is not None
+
+
+def _country_of(text: str) -> str | None:
+    """`text` itself when it names a country; the country's name when it names a region of just one
+    country ("California" -> "United States"); else None."""
+    if _is_country(text):
+        return text
+    key = name_key(text)
+    codes = {code for code, _ in gazetteer().region_keys.get(key, ())} if len(key) >= 4 else set()
+    return _country_fields(codes.pop())[0] if len(codes) == 1 else None
+
+
+def _is_city(city: str, country: str) -> bool:
+    code = normalize_country(country)
+    matches = _city_rows(city)
+    return bool(_in_country(matches, code) if code else matches)
+
+
+# Coordinates in brackets interrupt "Sydney (-33.87, 151.21), Australia".
+_BRACKETED_NUMBERS = re.compile(r"\s*[(\[][^()\[\]]*\d[^()\[\]]*[)\]]")
+
+
+def parse_place(text: str) -> tuple[str, str] | None:
+    """(city, country) as a model answer names them, or None.
+
+    Reads JSON (``{"city": ..., "country": ...}``), labelled fields (``City: Arezzo`` / ``Country: Italy``),
+    "City[, Region], Country" in prose ("It's Arezzo, Italy."), "City, Region" where the region belongs
+    to one country ("San Francisco, California" -> the country's name, "United States"), and, with no
+    city, "in <Country>". In prose the country must be one GeoNames knows, so "Hello, world" is no
+    place. Either element may be "" when the answer names only the other. Names are returned as written.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    for value in json_objects(text):
+        found = place_from_json(value, country_of=_country_of, is_city=_is_city)
+        if found:
+            return found
+    cleaned = _BRACKETED_NUMBERS.sub("", clean_text(text))
+    found = labelled_place(cleaned) or place_in_text(cleaned, country_of=_country_of, is_city=_is_city)
+    if found:
+        return found
+    country = country_in_text(cleaned, is_country=_is_country)
+    return ("", country) if country else None
+
+
+@dataclass(frozen=True)
+class ParsedLocation:
+    """A location read from a model answer.
+
+    ``method`` says where ``lat``/``lon`` came from: "json" (a JSON object), "coordinates" (coordinates
+    in prose), "place" (the named city/country geocoded offline; ``place`` holds the match) or "none"
+    (no usable coordinates; ``city``/``country`` may still hold names that could not be geocoded).
+    ``city`` and ``country`` are the names as the answer writes them, never filled in by reverse geocoding.
+    """
+
+    lat: float | None = None
+    lon: float | None = None
+    city: str = ""
+    country: str = ""
+    method: Literal["json", "coordinates", "place", "none"] = "none"
+    place: GeoPlace | None = None
+
+    @property
+    def point(self) -> GeoPoint | None:
+        return None if self.lat is None or self.lon is None else GeoPoint(self.lat, self.lon)
+
+
+def parse_location(text: str) -> ParsedLocation:
+    """Everything a model answer says about where a photo was taken; never raises.
+
+    Order: coordinates in a JSON object, then coordinates in prose, then a "City, Country" answer geocoded
+    offline (see `geocode`). Names of a city and country are read in every case.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return ParsedLocation()
+    city, country = parse_place(text) or ("", "")
+    point = point_in_json(text)
+    if point is not None:
+        return ParsedLocation(point.lat, point.lon, city, country, "json")
+    point = coordinates_in_text(text)
+    if point is not None:
+        return ParsedLocation(point.lat, point.lon, city, country, "coordinates")
+    place = geocode(", ".join(part for part in (city, country) if part)) if city or country else None
+    if place is not None:
+        return ParsedLocation(place.lat, place.lon, city, country, "place", place)
+    return ParsedLocation(city=city, country=country)

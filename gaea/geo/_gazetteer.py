@@ -31,10 +31,9 @@ from typing import Any
 import numpy as np
 
 from gaea.errors import ConfigError
+from gaea.geo.distance import chord_to_km, unit_vectors
 
 logger = logging.getLogger(__name__)
-
-EARTH_RADIUS_KM = 6371.0088
 
 CONTINENT_NAMES = {
     "AF": "Africa",
@@ -118,18 +117,6 @@ def _is_latin(name: str) -> bool:
     """Whether a name starts in Latin script (Basic Latin to Latin Extended-B, or Latin Extended Additional)."""
     first = name[:1]
     return first <= "\u024f" or "\u1e00" <= first <= "\u1eff"
-
-
-def unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Points on the unit sphere: straight-line nearest neighbours there are great-circle nearest ones."""
-    lat_r, lon_r = np.radians(lat), np.radians(lon)
-    cos_lat = np.cos(lat_r)
-    return np.column_stack([cos_lat * np.cos(lon_r), cos_lat * np.sin(lon_r), np.sin(lat_r)])
-
-
-def chord_to_km(chord: np.ndarray) -> np.ndarray:
-    """Great-circle distance in km for a straight-line distance between two unit vectors."""
-    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
 
 
 @dataclass(frozen=True)

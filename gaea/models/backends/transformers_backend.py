@@ -23,9 +23,9 @@ from transformers import (
 )
 
 from gaea.errors import BackendError, BadInputError, ConfigError
-from gaea.hub import OFFLINE_DEMO, prepare_hub_model
+from gaea.models.hub import OFFLINE_DEMO, prepare_hub_model
+from gaea.models.vlm import load_processor
 from gaea.types import GenerationParams, Message
-from gaea.vlm import load_processor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -166,7 +166,7 @@ class TransformersBackend:
 
     def _with_adapter(self, model: torch.nn.Module, *, merge: bool) -> torch.nn.Module:
         _import_quietly("peft")
-        from gaea.adapters import load_adapter
+        from gaea.models.adapters import load_adapter
 
         log.info("applying LoRA adapter %s", self.adapter)
         model = _load_or_explain("adapter", self.adapter, lambda: load_adapter(model, self.adapter))

@@ -78,13 +78,13 @@ def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0) -> Path:
     """Build and save a tiny random Qwen2.5-VL model with its image-only processor; returns `out_dir`.
 
     About 0.2 M parameters; loads with `AutoModelForImageTextToText.from_pretrained(out_dir)` and
-    `gaea.vlm.load_processor(out_dir)`. Images are resized to at most 112 x 112 pixels.
+    `gaea.models.vlm.load_processor(out_dir)`. Images are resized to at most 112 x 112 pixels.
     """
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from gaea.vlm import ImageOnlyQwenVLProcessor
+    from gaea.models.vlm import ImageOnlyQwenVLProcessor
 
     out_dir = Path(out_dir)
     tokenizer = build_tiny_tokenizer()

@@ -27,8 +27,8 @@ class Backend(Protocol):
 
 
 _REGISTRY = {
-    "transformers": "gaea.backends.transformers_backend:TransformersBackend",
-    "openai": "gaea.backends.openai_compat:OpenAIBackend",
+    "transformers": "gaea.models.backends.transformers_backend:TransformersBackend",
+    "openai": "gaea.models.backends.openai_compat:OpenAIBackend",
 }
 
 

@@ -166,11 +166,11 @@ def build_vllm_command(
 def build_transformers_command(model: str, *, host: str = "127.0.0.1", port: int = 8000) -> list[str]:
     """The `transformers serve` command line that preloads `model` (LoRA adapters are not supported there).
 
-    It runs through this module (`python -m gaea.serving`) so that, where torchvision is missing, the
-    server loads Qwen2.5-VL processors through `gaea.vlm.load_processor` instead of failing on their video half.
+    It runs through this module (`python -m gaea.models.serving`) so that, where torchvision is missing, the
+    server loads Qwen2.5-VL processors through `gaea.models.vlm.load_processor` instead of failing on their video half.
     """
     serve_args = ["serve", str(model), "--host", host, "--port", str(port), "--log-level", "info"]
-    return [sys.executable, "-m", "gaea.serving", "transformers", *serve_args]
+    return [sys.executable, "-m", "gaea.models.serving", "transformers", *serve_args]
 
 
 def _run_transformers_cli(argv: list[str]) -> None:
@@ -180,7 +180,7 @@ def _run_transformers_cli(argv: list[str]) -> None:
     if importlib.util.find_spec("torchvision") is None:
         from transformers.cli.serving import model_manager
 
-        from gaea.vlm import load_processor
+        from gaea.models.vlm import load_processor
 
         def load_processor_without_torchvision(self, model_id_and_revision: str, gguf_file: str | None = None):
             model_id, _revision = model_manager.split_revision(model_id_and_revision)
@@ -307,5 +307,5 @@ class ServerProcess:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["transformers"]:
-        sys.exit("usage: python -m gaea.serving transformers serve MODEL [transformers serve options]")
+        sys.exit("usage: python -m gaea.models.serving transformers serve MODEL [transformers serve options]")
     _run_transformers_cli(sys.argv[2:])
