@@ -7,18 +7,34 @@ import json
 import os
 
 from data_pipeline.generators import ALL_TYPES
+from gaea.commands.context_args import add_map_arguments, check_map_arguments
+from gaea.commands.parsing import CommandParser, add_command, add_commands
 
 
-def _build_parser(sub: argparse._SubParsersAction) -> None:
-    build = sub.add_parser("build", help="build a QA dataset from geotagged photos and OpenStreetMap")
+def configure(parser: CommandParser) -> None:
+    commands = add_commands(parser)
+    _configure_build(commands)
+    export = add_command(commands, "export", _run_export, help="export a built dataset for training",
+                         examples=["gaea data export --in data/city --format llava --out train.jsonl"])
+    export.add_argument("--in", dest="input", required=True, help="a directory made by `gaea data build`")
+    export.add_argument("--format", required=True, choices=("llava", "messages", "parquet"))
+    export.add_argument("--out", required=True, help="the file to write (.jsonl for llava/messages)")
+    stats = add_command(commands, "stats", _run_stats, help="counts of a built dataset",
+                        examples=["gaea data stats data/city"])
+    stats.add_argument("dir", help="a directory made by `gaea data build`")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _configure_build(commands: argparse._SubParsersAction) -> None:
+    build = add_command(
+        commands, "build", _run_build, help="build a QA dataset from geotagged photos and OpenStreetMap",
+        examples=["gaea data build --photos photos/ --out data/city --osm-file city.osm.pbf --workers 2"],
+    )
     build.add_argument("--photos", required=True,
                        help="a photo folder (GPS from EXIF), a .csv/.jsonl manifest (path, lat, lon), "
                             "a saved Hugging Face dataset, or hf:NAME[:SPLIT]")
     build.add_argument("--out", required=True, help="the dataset directory (a rerun resumes it)")
-    source = build.add_mutually_exclusive_group(required=True)
-    source.add_argument("--osm-file", help="a local extract: .osm, .osm.bz2 or .osm.pbf")
-    source.add_argument("--overpass", action="store_true", help="query the Overpass API")
-    build.add_argument("--overpass-url", help="Overpass endpoint (default: the setting overpass_url)")
+    add_map_arguments(build, required=True)
     build.add_argument("--overpass-cache-dir", help="where Overpass responses are cached")
     build.add_argument("--radius-m", type=float, default=1000.0, help="search radius around each photo (metres)")
     build.add_argument("--types", default=",".join(t.lower() for t in ALL_TYPES),
@@ -37,12 +53,14 @@ def _build_parser(sub: argparse._SubParsersAction) -> None:
 def _run_build(args: argparse.Namespace) -> int:
     from data_pipeline.build import BuildConfig, build_dataset
 
+    check_map_arguments(args)
     config = BuildConfig(
-        photos=args.photos, out=args.out, osm_file=args.osm_file, overpass=args.overpass,
-        overpass_url=args.overpass_url, overpass_cache_dir=args.overpass_cache_dir, radius_m=args.radius_m,
-        types=tuple(t.strip() for t in args.types.split(",") if t.strip()), seed=args.seed, per_type=args.per_type,
-        workers=args.workers, chunk_size=args.chunk_size, rewrite_base_url=args.rewrite_base_url,
-        rewrite_model=args.rewrite_model, hf_dataset=not args.no_hf, progress=not args.quiet,
+        photos=args.photos, out=args.out, osm_file=str(args.osm_file) if args.osm_file else None,
+        overpass=args.overpass, overpass_url=args.overpass_url, overpass_cache_dir=args.overpass_cache_dir,
+        radius_m=args.radius_m, types=tuple(t.strip() for t in args.types.split(",") if t.strip()),
+        seed=args.seed, per_type=args.per_type, workers=args.workers, chunk_size=args.chunk_size,
+        rewrite_base_url=args.rewrite_base_url, rewrite_model=args.rewrite_model, hf_dataset=not args.no_hf,
+        progress=not args.quiet,
     )
     summary = build_dataset(config)
     print("\n".join(summary.lines()))
@@ -72,24 +90,3 @@ def _run_stats(args: argparse.Namespace) -> int:
     print(f"TF balance: {stats['tf_true']} true / {stats['tf_false']} false")
     print(f"OSM elements cited: {stats['osm_evidence_elements']}")
     return 0
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gaea data", description="QA datasets from geotagged photos and OSM")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _build_parser(sub)
-    export = sub.add_parser("export", help="export a built dataset for training")
-    export.add_argument("--in", dest="input", required=True, help="a directory made by `gaea data build`")
-    export.add_argument("--format", required=True, choices=("llava", "messages", "parquet"))
-    export.add_argument("--out", required=True, help="the file to write (.jsonl for llava/messages)")
-    stats = sub.add_parser("stats", help="counts of a built dataset")
-    stats.add_argument("dir", help="a directory made by `gaea data build`")
-    stats.add_argument("--json", action="store_true", help="print JSON")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of `gaea data` (called by gaea.cli with the arguments after `data`)."""
-    args = make_parser().parse_args(argv)
-    handlers = {"build": _run_build, "export": _run_export, "stats": _run_stats}
-    return handlers[args.command](args)

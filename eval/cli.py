@@ -15,6 +15,7 @@ from typing import Any
 
 from eval.judge import DEFAULT_ATTEMPTS
 from eval.report import SAMPLES_FILE
+from gaea.commands.parsing import CommandParser, add_command, add_commands
 from gaea.errors import ConfigError
 from gaea.io import atomic_write_json
 
@@ -29,83 +30,65 @@ _IDENTITY_KEYS = (
 )  # fmt: skip
 
 
-SUBCOMMANDS = {
-    "bench": "GAEA-Bench QA: MCQ, TF, SVQA, LVQA scored by an LLM judge or judge-free",
-    "geo": "distance accuracy, GeoScore, city / country accuracy",
-    "compare": "print runs side by side",
-}
-
-
-def usage() -> str:
-    lines = ["usage: gaea eval {bench,geo,compare} [options]   (gaea eval COMMAND --help for its options)", ""]
-    lines += [f"  {name.ljust(8)} {help_}" for name, help_ in SUBCOMMANDS.items()]
-    return "\n".join(lines)
-
-
-def bench_parser() -> argparse.ArgumentParser:
+def configure(parser: CommandParser) -> None:
     from gaea.commands.common import add_backend_arguments
     from gaea.commands.context_args import add_context_arguments
 
-    parser = argparse.ArgumentParser(prog="gaea eval bench", description=SUBCOMMANDS["bench"])
-    parser.add_argument("--dataset", required=True, help="hub id, qa.jsonl, parquet or dataset dir")
-    add_backend_arguments(parser)
-    add_context_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, help="run directory (results.json, samples.jsonl, ...)")
-    parser.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge, e.g. https://api.openai.com/v1")
-    parser.add_argument("--judge-model", help="the judge's model name, e.g. gpt-4o")
-    parser.add_argument("--judge-free", action="store_true", help="score without a judge (labelled in every report)")
-    parser.add_argument("--judge-max-tokens", type=int, default=256, help="longest judge reply in tokens")
-    parser.add_argument("--judge-attempts", type=int, default=DEFAULT_ATTEMPTS,
-                        help=f"judge calls per answer before an unreadable reply is a judge error ({DEFAULT_ATTEMPTS})")
-    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N questions")
-    parser.add_argument("--types", help="comma-separated question types (default MCQ,TF,SVQA,LVQA)")
-    parser.add_argument("--split", default="test", help="split of a hub dataset (default test)")
-    return parser
+    commands = add_commands(parser)
+    bench = add_command(
+        commands, "bench", run_bench, help="GAEA-Bench QA: MCQ, TF, SVQA, LVQA scored by an LLM judge or judge-free",
+        examples=["gaea eval bench --dataset ucf-crcv/GAEA-Bench --base-url http://127.0.0.1:8000/v1 "
+                  "--judge-base-url https://api.openai.com/v1 --judge-model gpt-4o --out runs/bench"],
+    )
+    bench.add_argument("--dataset", required=True, help="hub id, qa.jsonl, parquet or dataset dir")
+    add_backend_arguments(bench)
+    add_context_arguments(bench)
+    bench.add_argument("--out", required=True, type=Path, help="run directory (results.json, samples.jsonl, ...)")
+    bench.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge, e.g. https://api.openai.com/v1")
+    bench.add_argument("--judge-model", help="the judge's model name, e.g. gpt-4o")
+    bench.add_argument("--judge-free", action="store_true", help="score without a judge (labelled in every report)")
+    bench.add_argument("--judge-max-tokens", type=int, default=256, help="longest judge reply in tokens")
+    bench.add_argument("--judge-attempts", type=int, default=DEFAULT_ATTEMPTS,
+                       help=f"judge calls per answer before an unreadable reply is a judge error ({DEFAULT_ATTEMPTS})")
+    bench.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
+    bench.add_argument("--limit", type=int, help="evaluate only the first N questions")
+    bench.add_argument("--types", help="comma-separated question types (default MCQ,TF,SVQA,LVQA)")
+    bench.add_argument("--split", default="test", help="split of a hub dataset (default test)")
 
-
-def geo_parser() -> argparse.ArgumentParser:
-    from gaea.commands.common import add_backend_arguments
-    from gaea.commands.context_args import add_context_arguments
-
-    parser = argparse.ArgumentParser(prog="gaea eval geo", description=SUBCOMMANDS["geo"])
-    parser.add_argument("--truth", required=True, type=Path, help="CSV with id (or IMG_ID), lat, lon [, city, country]")
-    source = parser.add_mutually_exclusive_group(required=True)
+    geo = add_command(
+        commands, "geo", run_geo, help="distance accuracy, GeoScore, city / country accuracy",
+        examples=["gaea eval geo --truth ../shared/data/benchmarks/im2gps3k_latlon.csv --predictions preds.csv "
+                  "--out runs/geo"],
+    )
+    geo.add_argument("--truth", required=True, type=Path, help="CSV with id (or IMG_ID), lat, lon [, city, country]")
+    source = geo.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", type=Path, help="CSV with id and lat/lon or a `prediction` text column")
     source.add_argument("--images", type=Path, help="directory of the photos to locate with a model")
-    add_backend_arguments(parser)
-    add_context_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, help="run directory")
-    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
-    return parser
+    add_backend_arguments(geo)
+    add_context_arguments(geo)
+    geo.add_argument("--out", required=True, type=Path, help="run directory")
+    geo.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
+
+    compare = add_command(commands, "compare", run_compare, help="print runs side by side",
+                          examples=["gaea eval compare runs/base runs/lora"])
+    compare.add_argument("runs", nargs="+", type=Path, help="run directories (--out of earlier runs)")
 
 
-def compare_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gaea eval compare", description=SUBCOMMANDS["compare"])
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories (--out of earlier runs)")
-    return parser
+def run_compare(args: argparse.Namespace) -> int:
+    from eval.compare import compare_table
+
+    print(compare_table(args.runs), end="")
+    return 0
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage())
-        return 0
-    command, rest = argv[0], argv[1:]
-    if command not in SUBCOMMANDS:
-        raise ConfigError(f"unknown eval command {command!r}; choose one of {', '.join(SUBCOMMANDS)}")
-    if command == "compare":
-        from eval.compare import compare_table
-
-        print(compare_table(compare_parser().parse_args(rest).runs), end="")
-        return 0
-    args = (bench_parser() if command == "bench" else geo_parser()).parse_args(rest)
+def _check_concurrency(args: argparse.Namespace) -> None:
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, not {args.concurrency}")
-    return run_bench(args) if command == "bench" else run_geo(args)
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """Load the data, answer, score, aggregate, report."""
+    _check_concurrency(args)
     from eval.bench import make_worker
     from eval.data import load_bench, parse_types
     from eval.report import run_header, write_bench_report
@@ -137,6 +120,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def run_geo(args: argparse.Namespace) -> int:
     """Read the truth, get predictions (a CSV, or a model locating the photos), evaluate, report."""
+    _check_concurrency(args)
     from eval.geo_eval import evaluate, read_predictions, read_truth
     from eval.report import run_header, write_geo_report
 

@@ -1,4 +1,4 @@
-"""`python -m finetune ...` (what `accelerate launch -m finetune` runs): the same as `gaea finetune ...`."""
+"""`python -m finetune ...` (what `accelerate launch -m finetune train ...` runs): the same as `gaea finetune ...`."""
 
 import sys
 

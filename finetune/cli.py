@@ -1,6 +1,6 @@
-"""`gaea finetune`: train with a recipe, merge an adapter, convert an old adapter.
+"""`gaea finetune train | merge | convert-adapter`.
 
-    gaea finetune --config finetune/recipes/gaea-qwen2.5-vl-7b.yaml --data data/arezzo --output_dir runs/a
+    gaea finetune train --config finetune/recipes/gaea-qwen2.5-vl-7b.yaml --data data/arezzo --output_dir runs/a
     gaea finetune merge --base Qwen/Qwen2.5-VL-7B-Instruct --adapter runs/a/final --out models/gaea-merged
     gaea finetune convert-adapter --adapter GAEA-7B --out GAEA-7B-converted
 """
@@ -11,50 +11,50 @@ import argparse
 import logging
 from typing import Any
 
-from finetune.config import add_config_arguments, load_config
+from finetune.config import FIELDS, add_config_arguments, load_config
+from gaea.commands.parsing import CommandParser, add_command, add_commands
 
 log = logging.getLogger(__name__)
 
 
-def train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gaea finetune",
+def configure(parser: CommandParser) -> None:
+    commands = add_commands(parser)
+    train = add_command(
+        commands, "train", _train,
+        help="train a LoRA / QLoRA adapter (or the full model) with a recipe",
         description="LoRA / QLoRA fine-tuning of a vision-language model. Values come from the recipe "
-        "(--config), then from the flags. Subcommands: `gaea finetune merge`, `gaea finetune convert-adapter`.",
+        "(--config), then from the flags.",
+        examples=["gaea finetune train --config finetune/recipes/qlora-qwen2.5-vl-7b-24gb.yaml --data data/city "
+                  "--output_dir runs/city"],
     )
-    parser.add_argument("--config", metavar="RECIPE.yaml", help="recipe file with the default values")
-    add_config_arguments(parser)
-    return parser
-
-
-def merge_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gaea finetune merge", description="merge a LoRA adapter into its base model")
-    parser.add_argument("--base", required=True, help="base model (hub id or folder)")
-    parser.add_argument("--adapter", required=True, help="adapter folder (e.g. RUN/final)")
-    parser.add_argument("--out", required=True, help="folder for the merged model (must not exist or be empty)")
-    parser.add_argument("--dtype", default="bfloat16", help="dtype of the merged weights (default: bfloat16)")
-    return parser
-
-
-def convert_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gaea finetune convert-adapter",
-        description="rewrite an adapter saved with the old Qwen-VL key names (model.layers.*) in the current layout",
+    train.add_argument("--config", metavar="RECIPE.yaml", help="recipe file with the default values")
+    add_config_arguments(train)
+    merge = add_command(
+        commands, "merge", _merge, help="merge a LoRA adapter into its base model",
+        examples=["gaea finetune merge --base Qwen/Qwen2.5-VL-7B-Instruct --adapter runs/city/final "
+                  "--out models/gaea-city"],
     )
-    parser.add_argument("--adapter", required=True, help="adapter folder with old key names (e.g. GAEA-7B)")
-    parser.add_argument("--out", required=True, help="folder for the converted adapter")
-    return parser
+    merge.add_argument("--base", required=True, help="base model (hub id or folder)")
+    merge.add_argument("--adapter", required=True, help="adapter folder (e.g. RUN/final)")
+    merge.add_argument("--out", required=True, help="folder for the merged model (must not exist or be empty)")
+    merge.add_argument("--dtype", default="bfloat16", help="dtype of the merged weights (default: bfloat16)")
+    convert = add_command(commands, "convert-adapter", _convert, help="rewrite an adapter saved with the old Qwen-VL "
+                          "key names (model.layers.*) in the current layout",
+                          examples=["gaea finetune convert-adapter --adapter GAEA-7B --out GAEA-7B-converted"])
+    convert.add_argument("--adapter", required=True, help="adapter folder with old key names (e.g. GAEA-7B)")
+    convert.add_argument("--out", required=True, help="folder for the converted adapter")
+    parser.legacy_form(
+        lambda argv: ["train", *argv] if argv[0].startswith("-") else None,
+        "`gaea finetune --config ...` without a command is deprecated and will be removed; "
+        "use `gaea finetune train --config ...`",
+    )
 
 
-def main(argv: list[str]) -> int:
-    """Dispatch `gaea finetune [merge|convert-adapter] ...`; returns the exit code."""
-    if argv and argv[0] == "merge":
-        return _merge(merge_parser().parse_args(argv[1:]))
-    if argv and argv[0] == "convert-adapter":
-        return _convert(convert_parser().parse_args(argv[1:]))
-    args = vars(train_parser().parse_args(argv))
-    recipe = args.pop("config")
-    config = load_config(recipe, args)
+def _train(args: argparse.Namespace) -> int:
+    # Options left unset are absent from `args`, so the recipe's values stand.
+    overrides = {name: value for name, value in vars(args).items() if name in FIELDS}
+    config = load_config(args.config, overrides)
+    config.require_model_and_data()  # before the slow imports
     logging.getLogger("finetune").setLevel(logging.INFO)
     from finetune.train import main as train
 

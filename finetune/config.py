@@ -158,7 +158,7 @@ def load_config(recipe: str | Path | None = None, overrides: dict[str, Any] | No
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         where = f" in {recipe}" if recipe else ""
-        raise ConfigError(f"unknown configuration key(s){where}: {', '.join(unknown)} (see gaea finetune --help)")
+        raise ConfigError(f"unknown configuration key(s){where}: {', '.join(unknown)} (see gaea finetune train --help)")
     return FinetuneConfig(**{name: coerce(name, value) for name, value in values.items()})
 
 

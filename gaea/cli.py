@@ -1,5 +1,35 @@
-"""The `gaea` command. Thin: each subcommand lives in its own module with a `main(argv) -> int`,
-imported only when that subcommand runs, so `gaea --help` starts fast and torch loads only when needed."""
+"""The `gaea` command: one argparse tree whose branches come from each package's own command module.
+
+How to add a command
+--------------------
+1. Write its module (in the package it belongs to: ``gaea/commands/NAME.py``, ``eval/cli.py``, ...) with::
+
+       from gaea.commands.parsing import CommandParser, add_command, add_commands, command
+
+       def configure(parser: CommandParser) -> None:
+           # a leaf:  gaea NAME [options]
+           command(parser, run, description="What it does.", examples=["gaea NAME --out x/"])
+           parser.add_argument("--out", required=True, help="...")
+           # or a group:  gaea NAME build|info [options]
+           commands = add_commands(parser)
+           build = add_command(commands, "build", run_build, help="build a thing", examples=[...])
+           build.add_argument(...)
+
+       def run(args: argparse.Namespace) -> int:
+           from heavy.module import thing   # torch, transformers, gradio: only here, never at the top
+           ...
+           return 0
+
+2. Add ``"NAME": ("package.module", "one-line help")`` to `COMMANDS` below.
+3. Options are kebab-case (``--radius-m``); the same thing has the same name in every command (``--images``
+   for photos in, ``--osm-file`` / ``--overpass [--overpass-url]``, ``--served-model``); an old spelling stays
+   one release as ``parser.alias(old, new)``. An option that cannot apply is an error (`ConfigError`) or a
+   `warn(args, ...)`, never silently dropped. Bad input raises a `GaeaError`, printed here as one line, exit 2.
+4. Run ``python tools/cli_table.py`` to refresh the README's command table (a test checks it is current).
+
+Only the module of the command being run is imported, so `gaea --help` starts fast and never loads torch;
+`gaea/` imports the other packages nowhere but here, by name, lazily.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +39,15 @@ import os
 import sys
 
 from gaea import __version__
+from gaea.commands.parsing import CommandParser, add_commands
 from gaea.errors import GaeaError
 
-# name -> (module with main(argv), one-line help)
+# name -> (module with configure(parser), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("gaea.commands.ask", "answer one question about one photo"),
     "locate": ("gaea.commands.locate", "predict where each photo was taken"),
-    "osm": ("gaea.osm.cli", "list OpenStreetMap features near a point (local extract or Overpass)"),
-    "gallery": ("gaea.commands.gallery", "build a geotagged photo gallery for retrieval"),
+    "osm": ("gaea.osm.cli", "OpenStreetMap features near a point (local extract or Overpass)"),
+    "gallery": ("gaea.commands.gallery", "build and inspect geotagged photo galleries for retrieval"),
     "serve": ("gaea.commands.serve", "start an OpenAI-compatible model server (vLLM or transformers serve)"),
     "ui": ("ui.cli", "start the chat in the browser (Gradio)"),
     "data": ("data_pipeline.cli", "build QA datasets from geotagged photos and OpenStreetMap"),
@@ -25,42 +56,49 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("gaea.commands.tiny_model", "build tiny offline models for tests and demos"),
 }
 
+#: `build_parser(ALL)` configures every command (the README table); otherwise only the one named.
+ALL = "*"
 
-def usage() -> str:
-    width = max(map(len, COMMANDS))
-    lines = [
-        f"gaea {__version__}: a conversational image-geolocation assistant",
-        "",
-        "usage: gaea COMMAND [options]    (gaea COMMAND --help for a command's options)",
-        "",
-        "commands:",
-    ]
-    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    return "\n".join(lines)
+
+def build_parser(only: str = ALL) -> CommandParser:
+    """The `gaea` parser; the options of command `only` (or of all commands) are filled in."""
+    parser = CommandParser(
+        prog="gaea",
+        description=f"gaea {__version__}: a conversational image-geolocation assistant.",
+        epilog="`gaea COMMAND --help` shows a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = add_commands(parser)
+    for name, (module, help_) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_, description=help_[:1].upper() + help_[1:] + ".")
+        if only in (ALL, name):
+            importlib.import_module(module).configure(sub)
+    return parser
+
+
+def _command_named(argv: list[str]) -> str:
+    # Top-level options take no value, so the first word that is not an option is the command.
+    return next((arg for arg in argv if not arg.startswith("-")), "")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run `gaea ARGV...`; returns the exit code (0 success, 2 bad input or usage, 130 interrupted)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=os.environ.get("GAEA_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
-        return 0
-    if argv[0] == "--version":
-        print(__version__)
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"gaea: error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
-        return 2
+    name = _command_named(argv)
+    prog = f"gaea {name}".strip()
     try:
-        module = importlib.import_module(COMMANDS[name][0])
-        return int(module.main(rest) or 0)
+        args = build_parser(name).parse_args(argv)
+        prog = args._parser.prog
+        return int(args.run(args) or 0)
+    except SystemExit as exit_:  # --help, --version, or a usage error already printed
+        return 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 2
     except GaeaError as error:
-        print(f"gaea {name}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"gaea {name}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

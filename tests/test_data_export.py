@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from test_data_pipeline import build, photo_folder, points_inside
 
-from data_pipeline.cli import main
 from data_pipeline.export import export_dataset, prompt_and_answer
 from data_pipeline.rewrite import QuestionRewriter, accept_paraphrase
+from gaea.cli import main
 from gaea.errors import BackendUnreachableError, BadInputError
 from gaea.io import read_jsonl
 
@@ -58,7 +58,7 @@ def test_messages_export_is_trl_conversational(dataset: Path, tmp_path: Path) ->
 
 def test_parquet_export_embeds_the_images(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "qa.parquet"
-    count = main(["export", "--in", str(dataset), "--format", "parquet", "--out", str(out)])
+    count = main(["data", "export", "--in", str(dataset), "--format", "parquet", "--out", str(out)])
     assert count == 0
     table = pq.read_table(out)
     records = list(read_jsonl(dataset / "qa.jsonl"))
@@ -69,13 +69,13 @@ def test_parquet_export_embeds_the_images(dataset: Path, tmp_path: Path) -> None
 
 
 def test_stats_command_prints_counts(dataset: Path, capsys) -> None:
-    assert main(["stats", str(dataset), "--json"]) == 0
+    assert main(["data", "stats", str(dataset), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     records = list(read_jsonl(dataset / "qa.jsonl"))
     assert stats["records"] == len(records) and stats["photos"] == 4
     assert stats["tf_true"] == stats["tf_false"]
     assert stats["skipped"] == {"bad_coordinates": 1, "corrupt": 2, "empty_gps": 1, "no_gps": 1}
-    assert main(["stats", str(dataset)]) == 0
+    assert main(["data", "stats", str(dataset)]) == 0
     assert "TF balance" in capsys.readouterr().out
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from eval.cli import main
 from eval.compare import compare_table
 from eval.data import load_bench
 from eval.judge import JudgeParseError, parse_judge_reply, score_of
+from gaea.cli import main
 from tests.servers import transformers_serve
 
 GAEA = str(Path(sys.executable).parent / "gaea")
@@ -92,7 +92,8 @@ def test_tiny_model_judge_says_nonsense_and_errors_are_counted_not_scored(bench_
     out = tmp_path / "judged"
     with transformers_serve(tiny_vlm) as judge_url:
         served = httpx.get(f"{judge_url}/models", timeout=10).json()["data"][0]["id"]
-        code = main(["bench", "--dataset", str(bench_dataset), "--model", str(tiny_vlm), "--max-new-tokens", "6",
+        code = main(["eval", "bench", "--dataset", str(bench_dataset), "--model", str(tiny_vlm),
+                     "--max-new-tokens", "6",
                      "--judge-base-url", judge_url, "--judge-model", served, "--judge-max-tokens", "16",
                      "--types", "MCQ,SVQA", "--limit", "4",
                      "--out", str(out)])
@@ -122,7 +123,7 @@ def test_tiny_model_judge_says_nonsense_and_errors_are_counted_not_scored(bench_
 def test_geo_locates_photos_with_a_model_and_counts_nonsense_as_misses(shared_data, tiny_vlm, tmp_path):
     out = tmp_path / "geo"
     truth = shared_data / "photos" / "expected_gps.csv"
-    argv = ["geo", "--truth", str(truth), "--images", str(shared_data / "photos"), "--model", str(tiny_vlm),
+    argv = ["eval", "geo", "--truth", str(truth), "--images", str(shared_data / "photos"), "--model", str(tiny_vlm),
             "--max-new-tokens", "6", "--out", str(out)]
     assert main(argv) == 0
     predictions = [json.loads(line) for line in _lines(out / "predictions.jsonl")]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from geopy.distance import geodesic
 
-from eval.cli import main
 from eval.geo_eval import evaluate, read_predictions, read_truth, same_city, same_country
-from gaea.errors import BadInputError, ConfigError
+from gaea.cli import main
+from gaea.errors import BadInputError
 
 # Offsets well inside the threshold bands, so the 0.56 % sphere / ellipsoid difference cannot move an item
 # across a threshold.
@@ -104,7 +104,8 @@ def test_geo_cli_writes_results_plot_and_table(im2gps3k, tmp_path):
     truths = read_truth(im2gps3k)
     _perturbed_predictions(truths, tmp_path / "pred.csv")
     out = tmp_path / "run"
-    assert main(["geo", "--truth", str(im2gps3k), "--predictions", str(tmp_path / "pred.csv"), "--out", str(out)]) == 0
+    predictions = str(tmp_path / "pred.csv")
+    assert main(["eval", "geo", "--truth", str(im2gps3k), "--predictions", predictions, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["accuracy"]) == set(THRESHOLDS)
     assert results["task"] == "geo" and results["counts"]["truth_rows"] == 2997
@@ -175,11 +176,11 @@ def test_bad_csv_is_a_clear_error(tmp_path):
         read_truth(tmp_path / "missing.csv")
 
 
-def test_a_run_directory_is_not_resumed_with_other_inputs(shared_data, tmp_path):
+def test_a_run_directory_is_not_resumed_with_other_inputs(shared_data, tmp_path, capsys):
     truth = shared_data / "photos" / "expected_gps.csv"
     first = _write_csv(tmp_path / "a.csv", ["id", "prediction"], [["DSCN0010.jpg", "Arezzo, Italy"]])
     second = _write_csv(tmp_path / "b.csv", ["id", "prediction"], [["DSCN0010.jpg", "Rome, Italy"]])
     out = tmp_path / "run"
-    assert main(["geo", "--truth", str(truth), "--predictions", str(first), "--out", str(out)]) == 0
-    with pytest.raises(ConfigError, match="holds another run"):
-        main(["geo", "--truth", str(truth), "--predictions", str(second), "--out", str(out)])
+    assert main(["eval", "geo", "--truth", str(truth), "--predictions", str(first), "--out", str(out)]) == 0
+    assert main(["eval", "geo", "--truth", str(truth), "--predictions", str(second), "--out", str(out)]) == 2
+    assert "holds another run" in capsys.readouterr().err

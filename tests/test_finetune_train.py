@@ -225,7 +225,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(short_run, tiny_vlm, o
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(interrupted_config.to_dict()))
-    assert gaea_main(["finetune", "--config", str(recipe), "--resume_from_checkpoint", "last"]) == 0
+    assert gaea_main(["finetune", "train", "--config", str(recipe), "--resume_from_checkpoint", "last"]) == 0
     state = yaml.safe_load((tmp_path / "resumed" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     expected = load_file(str(straight.final_dir / "adapter_model.safetensors"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from gaea.commands.parsing import CommandParser, command
 from gaea.errors import BadInputError
 
 
@@ -22,14 +23,15 @@ def parse_auth(spec: str) -> tuple[str, str]:
     return user, password
 
 
-def build_parser() -> argparse.ArgumentParser:
+def configure(parser: CommandParser) -> None:
     from gaea.commands.common import add_backend_arguments
     from gaea.commands.context_args import add_context_arguments
 
-    parser = argparse.ArgumentParser(
-        prog="gaea ui",
+    command(
+        parser, run,
         description="Start the GAEA chat in the browser: upload a photo, ask where it was taken and what is "
         "nearby, keep talking, and see the prediction on a map.",
+        examples=["gaea ui --base-url http://127.0.0.1:8000/v1 --served-model gaea-geo --gallery gallery/ --overpass"],
     )
     add_backend_arguments(parser)
     add_context_arguments(parser)
@@ -40,12 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="require this login (default: $GAEA_UI_AUTH, else none; the variable keeps it out of `ps`)",
     )
     parser.add_argument("--examples", default=None, metavar="DIR", help="offer the photos in DIR as examples")
-    return parser
 
 
-def main(argv: list[str]) -> int:
+def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    args = build_parser().parse_args(argv)
     auth = parse_auth(args.auth) if args.auth else None
 
     from gaea.commands.context_args import assistant_from_args

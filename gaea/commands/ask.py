@@ -15,16 +15,14 @@ from pathlib import Path
 
 from gaea.commands.common import add_backend_arguments, params_from_args
 from gaea.commands.context_args import add_context_arguments, assistant_from_args
+from gaea.commands.parsing import CommandParser, command
 from gaea.errors import BadInputError
 from gaea.images import load_image
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gaea ask",
-        description="Answer one question about one photo with a vision-language model.",
-        epilog='example: gaea ask --image photo.jpg "Where was this photo taken?"',
-    )
+def configure(parser: CommandParser) -> None:
+    command(parser, run, description="Answer one question about one photo with a vision-language model.",
+            examples=['gaea ask --image photo.jpg "Where was this photo taken?"'])
     parser.add_argument("question", help="the question about the photo")
     parser.add_argument("--image", required=True, type=Path, help="the photo (JPEG, PNG, WebP, HEIC, ...)")
     parser.add_argument(
@@ -36,11 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help='print {"image", "question", "answer", "model"}')
     add_backend_arguments(parser)
     add_context_arguments(parser)
-    return parser
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     question = args.question.strip()
     if not question:
         raise BadInputError("the question is empty: ask something about the photo")

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gaea.assistant import Assistant
 from gaea.errors import ConfigError
-from gaea.models.backends import Backend
+
+if TYPE_CHECKING:
+    from gaea.assistant import Assistant
+    from gaea.models.backends import Backend
+    from gaea.osm.source import OSMSource
 
 
 def add_context_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the retrieval (--gallery, --encoder, --k-similar, --k-dissimilar, --ensemble) and map-data
-    (--osm-file, --overpass, --overpass-url) options."""
+    (`add_map_arguments`) options."""
     group = parser.add_argument_group("retrieval")
     group.add_argument("--gallery", type=Path, metavar="DIR",
                        help="gallery folder made by `gaea gallery build`: its nearest photos' coordinates go in "
@@ -32,13 +36,38 @@ def add_context_arguments(parser: argparse.ArgumentParser) -> None:
                        help="dissimilar neighbours in the prompt (16)")
     group.add_argument("--ensemble", type=int, default=1, metavar="N",
                        help="answers sampled per photo over prompts with 0/5/10/15 references, aggregated (1)")
+    add_map_arguments(parser)
+
+
+def add_map_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """Add the OpenStreetMap source options: --osm-file FILE or --overpass [--overpass-url URL]."""
     group = parser.add_argument_group("map data")
-    source = group.add_mutually_exclusive_group()
+    source = group.add_mutually_exclusive_group(required=required)
     source.add_argument("--osm-file", type=Path, metavar="FILE",
-                        help="OpenStreetMap extract (.osm, .osm.bz2, .osm.pbf) for questions about the surroundings")
-    source.add_argument("--overpass", action="store_true",
-                        help="ask the Overpass API about the surroundings (responses are cached)")
-    group.add_argument("--overpass-url", help="Overpass endpoint (default: the setting, $GAEA_OVERPASS_URL)")
+                        help="OpenStreetMap extract: .osm, .osm.bz2, .xml, .osm.pbf or .pbf")
+    source.add_argument("--overpass", action="store_true", help="ask the Overpass API (responses are cached)")
+    group.add_argument("--overpass-url", metavar="URL",
+                       help="Overpass endpoint (default: the setting, $GAEA_OVERPASS_URL)")
+
+
+def check_map_arguments(args: argparse.Namespace) -> None:
+    """Refuse --overpass-url without --overpass (it would be ignored)."""
+    if args.overpass_url and not args.overpass:
+        raise ConfigError("--overpass-url applies with --overpass")
+
+
+def osm_from_args(args: argparse.Namespace) -> OSMSource | None:
+    """The OSMSource that `add_map_arguments`' options name, or None when they name none."""
+    check_map_arguments(args)
+    if args.osm_file:
+        from gaea.osm import open_osm_source
+
+        return open_osm_source(args.osm_file)
+    if args.overpass:
+        from gaea.osm import OverpassSource
+
+        return OverpassSource(url=args.overpass_url)
+    return None
 
 
 def assistant_from_args(args: argparse.Namespace, backend: Backend | None = None) -> Assistant:
@@ -54,14 +83,13 @@ def assistant_from_args(args: argparse.Namespace, backend: Backend | None = None
     BadInputError
         When the gallery or the OSM file cannot be read.
     """
+    from gaea.assistant import Assistant
     from gaea.commands.common import backend_from_args, params_from_args
 
     if args.encoder and not args.gallery:
         raise ConfigError("--encoder applies to the queries of a --gallery; give --gallery DIR too")
-    if args.overpass_url and not args.overpass:
-        raise ConfigError("--overpass-url applies with --overpass")
     params = params_from_args(args)
-    retriever, osm = _retriever_from_args(args), _osm_from_args(args)
+    retriever, osm = _retriever_from_args(args), osm_from_args(args)
     return Assistant(backend or backend_from_args(args), retriever, osm, k_similar=args.k_similar,
                      k_dissimilar=args.k_dissimilar, ensemble=args.ensemble, params=params)
 
@@ -74,14 +102,3 @@ def _retriever_from_args(args: argparse.Namespace):
     gallery = Gallery.load(args.gallery)
     return Retriever(gallery, Embedder(args.encoder or gallery.encoder or None))
 
-
-def _osm_from_args(args: argparse.Namespace):
-    if args.osm_file:
-        from gaea.osm import open_osm_source
-
-        return open_osm_source(args.osm_file)
-    if args.overpass:
-        from gaea.osm import OverpassSource
-
-        return OverpassSource(url=args.overpass_url)
-    return None

@@ -11,18 +11,18 @@ import argparse
 import json
 from pathlib import Path
 
+from gaea.commands.parsing import CommandParser, add_command, add_commands
 from gaea.errors import ConfigError
 from gaea.retrieval.index import INDEX_KINDS
 from gaea.settings import get_settings
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gaea gallery", description="Build and inspect retrieval galleries.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser(
-        "build",
+def configure(parser: CommandParser) -> None:
+    commands = add_commands(parser)
+    build = add_command(
+        commands, "build", run_build,
         help="embed geotagged photos into a gallery (resumable: a rerun continues where it stopped)",
-        epilog="example: gaea gallery build --images photos/ --out gallery/",
+        examples=["gaea gallery build --images photos/ --out gallery/"],
     )
     build.add_argument("--images", required=True,
                        help="a folder of photos with EXIF GPS, a .csv / .jsonl manifest (path, lat, lon), a dataset "
@@ -33,18 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto: exact search below 100,000 photos, compressed IVF-PQ above (default: auto)")
     build.add_argument("--batch-size", type=int, default=32, metavar="N", help="photos per forward pass (32)")
     build.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
-    info = commands.add_parser("info", help="print a gallery's manifest")
-    info.add_argument("gallery", type=Path)
-    return parser
+    info = add_command(commands, "info", run_info, help="print a gallery's manifest",
+                       examples=["gaea gallery info gallery/"])
+    info.add_argument("gallery", type=Path, help="a folder made by `gaea gallery build`")
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "info":
-        from gaea.retrieval.gallery import Gallery
+def run_info(args: argparse.Namespace) -> int:
+    from gaea.retrieval.gallery import Gallery
 
-        print(json.dumps(Gallery.load(args.gallery).manifest, indent=2, ensure_ascii=False))
-        return 0
+    print(json.dumps(Gallery.load(args.gallery).manifest, indent=2, ensure_ascii=False))
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {args.batch_size}")
     from gaea.retrieval.embedder import Embedder

@@ -17,29 +17,25 @@ from pathlib import Path
 
 from gaea.commands.common import add_backend_arguments
 from gaea.commands.context_args import add_context_arguments, assistant_from_args
+from gaea.commands.parsing import CommandParser, command
 from gaea.errors import GaeaError
 from gaea.types import Prediction
 
 log = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gaea locate",
-        description="Predict where each photo was taken (optionally helped by a retrieval gallery).",
-        epilog="example: gaea locate --gallery gallery/ --json photo.jpg",
-    )
+def configure(parser: CommandParser) -> None:
+    command(parser, run, description="Predict where each photo was taken (optionally helped by a retrieval gallery).",
+            examples=["gaea locate --gallery gallery/ --json photo.jpg"])
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photos to locate")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object a line: image, lat, lon, city, country, confidence, reasoning, "
                              "neighbours (lat/lon null when the model gave no usable location)")
     add_backend_arguments(parser)
     add_context_arguments(parser)
-    return parser
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     assistant = assistant_from_args(args)
     failed = 0
     for image in args.images:

@@ -7,6 +7,7 @@ import shlex
 import signal
 import sys
 
+from gaea.commands.parsing import CommandParser, command
 from gaea.errors import ConfigError
 from gaea.models.serving import (
     DEFAULT_IMAGES_PER_PROMPT,
@@ -21,11 +22,12 @@ from gaea.models.serving import (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gaea serve",
+def configure(parser: CommandParser) -> None:
+    command(
+        parser, run,
         description="Start an OpenAI-compatible server for a vision-language model: vLLM where it is installed "
         "(GPU; LoRA adapters, tensor parallelism), `transformers serve` elsewhere. Stops on Ctrl-C.",
+        examples=["gaea serve --model Qwen/Qwen2.5-VL-7B-Instruct --adapter gaea-geo=runs/city/final"],
     )
     parser.add_argument("--model", required=True, help="hub id or local folder of the base model")
     parser.add_argument(
@@ -44,7 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--startup-timeout", type=float, default=DEFAULT_STARTUP_TIMEOUT_S, help="seconds to wait for the server"
     )
-    return parser
 
 
 def server_for(args: argparse.Namespace) -> tuple[str, ServerProcess]:
@@ -74,8 +75,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     engine, server = server_for(args)
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:

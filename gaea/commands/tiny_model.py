@@ -5,17 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gaea.commands.parsing import CommandParser, command
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="gaea tiny-model",
+
+def configure(parser: CommandParser) -> None:
+    command(
+        parser, run,
         description="Build, with no network, a tiny random-weight Qwen2.5-VL-family chat model (DIR/vlm) and a "
         "tiny CLIP image encoder (DIR/encoder). Their answers are gibberish: they exist so that every code "
         "path runs offline in seconds.",
+        examples=["gaea tiny-model --out /tmp/gaea-tiny"],
     )
     parser.add_argument("--out", required=True, type=Path, help="directory to write the models into")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from gaea.models.tiny import build_tiny_encoder, build_tiny_vlm
 

@@ -1,4 +1,4 @@
-"""``gaea osm``: list the OpenStreetMap features near a point, from an extract or Overpass."""
+"""``gaea osm near``: list the OpenStreetMap features near a point, from an extract or Overpass."""
 
 from __future__ import annotations
 
@@ -6,46 +6,53 @@ import argparse
 import json
 import sys
 
+from gaea.commands.context_args import add_map_arguments, osm_from_args
+from gaea.commands.parsing import CommandParser, add_command, add_commands
 from gaea.errors import BadInputError
 from gaea.osm.features import DISTINGUISHING_KEYS, OSMFeature
-from gaea.osm.local import open_osm_source
-from gaea.osm.overpass import OverpassSource
-from gaea.osm.source import OSMSource
 from gaea.types import GeoPoint
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gaea osm",
-        description="List OpenStreetMap features near a point, nearest first.",
-        epilog="example: gaea osm ../shared/data/osm/west-oakland.osm.bz2 37.8076 -122.3004 --radius 300",
-    )
-    parser.add_argument(
-        "source",
-        help="an extract (.osm, .osm.bz2, .xml, .osm.pbf, .pbf), 'overpass' (the configured endpoint) "
-        "or 'overpass:URL'",
-    )
-    parser.add_argument("lat", type=float, help="latitude in decimal degrees")
-    parser.add_argument("lon", type=float, help="longitude in decimal degrees")
-    parser.add_argument("--radius", type=float, default=1000.0, help="search radius in metres (default 1000)")
-    parser.add_argument(
+def configure(parser: CommandParser) -> None:
+    commands = add_commands(parser)
+    near = add_command(commands, "near", run_near, help="list OpenStreetMap features near a point, nearest first",
+                       examples=["gaea osm near 37.8076 -122.3004 --osm-file ../shared/data/osm/west-oakland.osm.bz2 "
+                                 "--radius 300"])
+    near.add_argument("lat", type=float, help="latitude in decimal degrees")
+    near.add_argument("lon", type=float, help="longitude in decimal degrees")
+    add_map_arguments(near, required=True)
+    near.add_argument("--radius", type=float, default=1000.0, help="search radius in metres (default 1000)")
+    near.add_argument(
         "--keys",
         nargs="+",
         metavar="KEY",
         help=f"keep features with any of these tag keys: {', '.join(DISTINGUISHING_KEYS)}",
     )
-    parser.add_argument("--limit", type=int, default=20, help="print at most this many features (default 20; 0: all)")
-    parser.add_argument("--json", action="store_true", help="print one JSON evidence record per line")
-    return parser
+    near.add_argument("--limit", type=int, default=20, help="print at most this many features (default 20; 0: all)")
+    near.add_argument("--json", action="store_true", help="print one JSON evidence record per line")
+    parser.legacy_form(
+        _legacy_near,
+        "`gaea osm EXTRACT LAT LON` is deprecated and will be removed; use `gaea osm near LAT LON --osm-file EXTRACT`",
+    )
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def _legacy_near(argv: list[str]) -> list[str] | None:
+    """The old `gaea osm SOURCE LAT LON [options]` as `gaea osm near LAT LON --osm-file SOURCE [options]`."""
+    source = argv[0]
+    if source.startswith("-"):
+        return None
+    if source == "overpass" or source.startswith("overpass:"):
+        raise BadInputError(f"{source!r} as a source is gone: use `gaea osm near LAT LON --overpass "
+                            "[--overpass-url URL]`")
+    return ["near", *argv[1:], "--osm-file", source]
+
+
+def run_near(args: argparse.Namespace) -> int:
     try:
         point = GeoPoint(args.lat, args.lon)
     except ValueError as error:
         raise BadInputError(f"point ({args.lat}, {args.lon}): {error}") from error
-    source = _open(args.source)
+    source = osm_from_args(args)
     found = source.features(point, args.radius, keys=args.keys)
     shown = found[: args.limit] if args.limit > 0 else found
     for feature in shown:
@@ -53,14 +60,6 @@ def main(argv: list[str]) -> int:
     if not args.json:
         print(f"{len(found)} features within {args.radius:g} m of {point} from {source.name}", file=sys.stderr)
     return 0
-
-
-def _open(spec: str) -> OSMSource:
-    if spec == "overpass":
-        return OverpassSource()
-    if spec.startswith("overpass:"):
-        return OverpassSource(spec.removeprefix("overpass:"))
-    return open_osm_source(spec)
 
 
 def _describe(feature: OSMFeature) -> str:
