@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from gaea.images import load_image  # noqa: E402
 from gaea.models.backends.openai_compat import OpenAIBackend  # noqa: E402
 from gaea.models.backends.transformers_backend import TransformersBackend  # noqa: E402
+from gaea.models.serving import loopback_transformers_server  # noqa: E402
 from gaea.models.tiny import build_tiny_vlm  # noqa: E402
 from gaea.types import GenerationParams, Message  # noqa: E402
-from tests.servers import transformers_serve  # noqa: E402
 
 PHOTO = REPO_ROOT.parent / "shared" / "data" / "photos" / "DSCN0010.jpg"
 QUESTION = "Where was this photo taken?"
@@ -129,7 +129,7 @@ def main() -> None:
 
         from openai import OpenAI
 
-        with transformers_serve(model_dir) as base_url:
+        with loopback_transformers_server(model_dir) as base_url:
             client = OpenAIBackend(base_url)
             sdk = OpenAI(base_url=base_url, api_key="EMPTY")
 

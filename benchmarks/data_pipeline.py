@@ -196,8 +196,7 @@ def peak_rss_of_build(tmp: Path, xml: Path, photos: list[Photo], image: Path) ->
 
 
 def overpass_requests(tmp: Path) -> tuple[int, int]:
-    sys.path.insert(0, str(REPO / "tests"))
-    from overpass_replay import OverpassReplayServer
+    from _common import saved_answer_server
 
     from gaea.exif import read_exif_gps
     from gaea.osm import OverpassSource
@@ -206,13 +205,14 @@ def overpass_requests(tmp: Path) -> tuple[int, int]:
     with open(SHARED / "photos" / "expected_gps.csv", newline="") as handle:
         names = [row["file"] for row in csv.DictReader(handle) if row["place"] == "Arezzo"]
     points = [GeoPoint(*read_exif_gps(SHARED / "photos" / name)) for name in names]
-    with OverpassReplayServer(SHARED / "overpass" / "json" / "way-03.json") as server:
+    answer = SHARED / "overpass" / "json" / "way-03.json"
+    with saved_answer_server(answer) as server:
         OverpassSource(server.url, cache_dir=tmp / "cache", min_interval_s=0.0).features_many(points, RADIUS_M)
-        batched = len(server.requests)
-    with OverpassReplayServer(SHARED / "overpass" / "json" / "way-03.json") as server:
+        batched = server.requests
+    with saved_answer_server(answer) as server:
         for index, point in enumerate(points):  # no batching: each photo its own query (own cache, no sharing)
             OverpassSource(server.url, cache_dir=tmp / f"cache-{index}", min_interval_s=0.0).features(point, RADIUS_M)
-        per_photo = len(server.requests)
+        per_photo = server.requests
     return batched, per_photo
 
 

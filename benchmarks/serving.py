@@ -15,16 +15,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from gaea.images import load_image  # noqa: E402
 from gaea.models.backends import load_backend  # noqa: E402
+from gaea.models.serving import ServerProcess, free_port  # noqa: E402
 from gaea.models.tiny import build_tiny_vlm  # noqa: E402
 from gaea.types import GenerationParams  # noqa: E402
 
@@ -76,26 +73,14 @@ def running_app(model: Path, port: int, max_new_tokens: int, log_path: Path) -> 
     """`gaea ui` for `model` on 127.0.0.1:`port` in its own process group, until the block ends."""
     command = [sys.executable, "-m", "gaea.cli", "ui", "--model", str(model), "--device", "cpu",
                "--max-new-tokens", str(max_new_tokens), "--port", str(port)]
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, start_new_session=True)
+    app = ServerProcess(command, f"http://127.0.0.1:{port}", "/", log_path=log_path,
+                        env={"PYTHONPATH": str(REPO_ROOT)})
     try:
-        deadline = time.monotonic() + 300
-        while not _answers(f"http://127.0.0.1:{port}/"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"gaea ui did not start; its log:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+        app.start()
+        app.wait_until_ready(timeout_s=300)
         yield
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        app.stop(grace_s=30)
 
 
 def main() -> int:
@@ -122,7 +107,6 @@ def measure(model: Path, max_new_tokens: int, turns: int, log_path: Path) -> tup
     from gradio_client import Client
 
     from gaea import Assistant
-    from tests.servers import free_port
 
     backend = load_backend("transformers", model=str(model), device="cpu")
     assistant = Assistant(backend, params=GenerationParams(max_new_tokens=max_new_tokens))

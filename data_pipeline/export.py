@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gaea.errors import BadInputError
-from gaea.io import read_jsonl
+from gaea.io import atomic_write_jsonl, read_jsonl
 
 FORMATS = ("llava", "messages", "parquet")
 LETTERS = "ABCDEFGH"
@@ -72,20 +72,10 @@ def export_dataset(dataset_dir: str | Path, fmt: str, out_file: str | Path) -> i
     if fmt == "parquet":
         return _export_parquet(dataset_dir, out_file)
     make_row = llava_row if fmt == "llava" else messages_row
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_file.parent, prefix=f".{out_file.name}.", suffix=".tmp")
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in dataset_records(dataset_dir):
-                image = os.path.relpath(dataset_dir / record["image"], out_file.parent.resolve())
-                handle.write(json.dumps(make_row(record, image), ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, out_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
+    base = out_file.parent.resolve()
+    records = dataset_records(dataset_dir)
+    rows = (make_row(record, os.path.relpath(dataset_dir / record["image"], base)) for record in records)
+    return atomic_write_jsonl(out_file, rows)
 
 
 # ---------------------------------------------------------------------------------------------- HF / parquet

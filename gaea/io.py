@@ -37,6 +37,7 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> 
 class JsonlAppender:
     """Appends one JSON record per line; each line is written whole and flushed to disk.
 
+    The one writer of JSON lines in the project (``atomic_write_jsonl`` writes whole files through it).
     A reader after a crash sees only complete lines, except perhaps a torn last one, which
     `read_jsonl` skips; reopening truncates such a torn tail before appending.
     """
@@ -49,16 +50,12 @@ class JsonlAppender:
         self._fsync = fsync
 
     def write(self, record: Any) -> None:
-        line = json.dumps(record, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
-        self._handle.write(line)
-        self._handle.flush()
-        if self._fsync:
-            os.fsync(self._handle.fileno())
+        self.write_many([record])
 
     def write_many(self, records: Iterable[Any]) -> None:
+        """Append `records`, then flush (and fsync) once."""
         for record in records:
-            line = json.dumps(record, ensure_ascii=False, default=str).encode("utf-8") + b"\n"
-            self._handle.write(line)
+            self._handle.write(json.dumps(record, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
         self._handle.flush()
         if self._fsync:
             os.fsync(self._handle.fileno())
@@ -71,6 +68,33 @@ class JsonlAppender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def atomic_write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
+    """Write `records` as a JSON-lines file that readers see whole or not at all; how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    counted = _Counted(records)
+    try:
+        with JsonlAppender(tmp) as out:
+            out.write_many(counted)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return counted.count
+
+
+class _Counted:
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items, self.count = items, 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.items:
+            self.count += 1
+            yield item
 
 
 def _truncate_torn_tail(path: Path) -> None:

@@ -12,6 +12,7 @@ import math
 import pickle
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,6 +159,15 @@ def test_retry_after_is_honoured(server, make_source) -> None:
     assert second.arrived_at - first.arrived_at >= 0.9
 
 
+def test_retry_after_as_an_http_date_is_honoured(server, make_source) -> None:
+    # Failed before: only delta-seconds were read, a date fell back to the (here 0.01 s) backoff.
+    when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 2))
+    server.queue(Status(429, retry_after=when))
+    make_source(max_backoff_s=5.0).features(NEAR_KIOSK, 500.0)
+    first, second = server.requests
+    assert second.arrived_at - first.arrived_at >= 0.9
+
+
 def test_requests_are_paced_by_min_interval(server, make_source) -> None:
     source = make_source(min_interval_s=0.4)
     source.features(NEAR_KIOSK, 300.0)
@@ -204,7 +214,7 @@ def test_runtime_error_remark_becomes_an_osm_error(server, make_source, answers:
 @pytest.mark.parametrize("kind", ["json", "xml"])
 def test_runtime_remark_is_logged_and_the_answer_used(server, make_source, answers, caplog, kind: str) -> None:
     server.default = Answer(answers / kind / f"remark-runtime-remark-01.{kind}")
-    with caplog.at_level(logging.WARNING, logger="gaea.osm.overpass"):
+    with caplog.at_level(logging.WARNING, logger="gaea.osm.convert"):
         assert make_source().features(NEAR_KIOSK, 500.0) == []
     assert any("runtime remark: Test" in record.getMessage() for record in caplog.records)
 

@@ -2,21 +2,25 @@
 
 The command lines are built by pure functions (`build_vllm_command`, `build_transformers_command`) so that
 every flag can be tested without a GPU; `ServerProcess` runs one as a child in its own process group,
-waits for its health check and stops the whole group cleanly.
+waits for its health check and stops the whole group cleanly. `loopback_transformers_server` is the
+whole round trip on 127.0.0.1, offline (tests, benchmarks and demos on local models).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +46,9 @@ DEFAULT_GRACE_S = 20.0
 LOG_TAIL_LINES = 30
 
 ENGINES = ("auto", "vllm", "transformers")
+LOOPBACK = "127.0.0.1"
+#: What a server on local files needs in its environment to never reach for the hub.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 @dataclass(frozen=True)
@@ -221,13 +228,24 @@ class ServerProcess:
         Path that answers 200 once it is ready.
     log_path
         File for its stdout and stderr; None makes a temporary one.
+    env
+        Variables set for the server on top of this process's environment.
     """
 
-    def __init__(self, command: list[str], base_url: str, health: str, *, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        base_url: str,
+        health: str,
+        *,
+        log_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.command = command
         self.base_url = base_url.rstrip("/")
         self.health_url = self.base_url + health
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="gaea-serve-", suffix=".log")[1])
+        self.env = {**os.environ, **env} if env else None
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -239,6 +257,7 @@ class ServerProcess:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=self.env,
                 start_new_session=True,
             )
 
@@ -303,6 +322,41 @@ class ServerProcess:
             os.killpg(self.process.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port on `host` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def loopback_transformers_server(
+    model: str | Path, *, port: int | None = None, timeout_s: float = 180.0, log_path: Path | None = None
+) -> Iterator[str]:
+    """`transformers serve` preloading the local `model` on 127.0.0.1, offline, for the length of the block.
+
+    Yields its API root ``http://127.0.0.1:PORT/v1`` once `/v1/models` answers; the server's whole process
+    group is stopped on exit, also when the block fails.
+
+    Raises
+    ------
+    BackendError
+        When the server exits or is not ready within `timeout_s` (its last log lines quoted).
+    """
+    port = port or free_port()
+    command = build_transformers_command(str(model), host=LOOPBACK, port=port)
+    server = ServerProcess(command, f"http://{LOOPBACK}:{port}", health_path("transformers"), log_path=log_path,
+                           env=OFFLINE_ENV)
+    try:
+        server.start()
+        server.wait_until_ready(timeout_s=timeout_s)
+        yield server.base_url + "/v1"
+    finally:
+        server.stop(grace_s=10.0)
+        if log_path is None:
+            server.log_path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from PIL import Image
 from gaea import exif
 from gaea.errors import BadInputError
 from gaea.images import IMAGE_SUFFIXES, load_image
-from gaea.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
+from gaea.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl
 from gaea.retrieval.index import VectorIndex, as_float32_matrix
 from gaea.types import Neighbor
 
@@ -158,7 +158,7 @@ def _write_finished_gallery(root: Path, embeddings: np.ndarray, lats: np.ndarray
     _save_npy(root / "coords.npy", np.stack([lats, lons], axis=1))
     rows = [{"id": i, "source": s, "place": p, "lat": float(la), "lon": float(lo)}
             for i, s, p, la, lo in zip(ids, sources, places, lats, lons, strict=True)]
-    atomic_write_text(root / "metadata.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_jsonl(root / "metadata.jsonl", rows)
     index = VectorIndex.build(embeddings, kind=index_kind)
     index.save(root / INDEX_FILE)
     # The manifest is written last: its presence marks a finished gallery.
@@ -237,7 +237,7 @@ def _embed_chunk(items: list[GalleryItem], embedder: Any, stem: Path) -> None:
     rows = [{"id": i.id, "source": i.source, "lat": i.lat, "lon": i.lon} for i in kept] + skipped
     _save_npy(stem.with_suffix(".npy"), vectors)
     # The .jsonl is written after the .npy: a chunk counts only once both exist.
-    atomic_write_text(stem.with_suffix(".jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_jsonl(stem.with_suffix(".jsonl"), rows)
 
 
 def _finished_chunks(chunks_dir: Path) -> list[Path]:
