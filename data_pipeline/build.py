@@ -31,6 +31,7 @@ from data_pipeline.context import contexts_for
 from data_pipeline.generators import ALL_TYPES, GenerationConfig, generate_records
 from data_pipeline.inputs import HF_PREFIX, Photo, PhotoItem, Skipped, iter_items, load_hf_dataset, resolve_item
 from data_pipeline.lookup import FeatureTable, nearby_for, table_for
+from gaea.credentials import redacted
 from gaea.errors import BadInputError, ConfigError
 from gaea.io import JsonlAppender, atomic_write_json, read_jsonl
 from gaea.types import GeoPoint
@@ -60,6 +61,8 @@ class BuildConfig:
     chunk_size: int = 64
     rewrite_base_url: str | None = None
     rewrite_model: str | None = None
+    #: The rewriter's key (never recorded; see gaea.credentials for where it goes).
+    rewrite_api_key: str | None = field(default=None, repr=False)
     hf_dataset: bool = True
     progress: bool = True
 
@@ -85,9 +88,10 @@ class BuildConfig:
             self.workers = 1
 
     def fingerprint(self) -> dict[str, Any]:
-        """The settings that decide the content of the dataset (not how fast it is built)."""
+        """The settings that decide the content of the dataset (not how fast it is built), as they may be
+        recorded: URLs without credentials or query values."""
         photos = self.photos if self.photos.startswith(HF_PREFIX) else str(Path(self.photos).resolve())
-        return {
+        return redacted({
             "photos": photos,
             "osm": str(Path(self.osm_file).resolve()) if self.osm_file else f"overpass:{self.overpass_url or ''}",
             "radius_m": self.radius_m,
@@ -95,7 +99,7 @@ class BuildConfig:
             "seed": self.seed,
             "per_type": self.per_type,
             "rewrite": [self.rewrite_base_url, self.rewrite_model],
-        }
+        })
 
 
 @dataclass
@@ -293,7 +297,8 @@ def build_dataset(config: BuildConfig, *, rewriter: Callable[[list[dict]], list[
     if rewriter is None and config.rewrite_base_url:
         from data_pipeline.rewrite import QuestionRewriter
 
-        rewriter = QuestionRewriter(base_url=config.rewrite_base_url, model=config.rewrite_model)
+        rewriter = QuestionRewriter(base_url=config.rewrite_base_url, model=config.rewrite_model,
+                                    api_key=config.rewrite_api_key)
     items = itertools.islice(iter_items(config.photos), progress.items, None)
     bar = tqdm(initial=progress.items, unit="photo", desc="gaea data build", disable=not config.progress)
     with JsonlAppender(out / QA_FILE) as qa, JsonlAppender(out / SKIPPED_FILE) as skipped_out, \

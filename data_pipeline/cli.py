@@ -9,6 +9,7 @@ import os
 from data_pipeline.generators import ALL_TYPES
 from gaea.commands.context_args import add_map_arguments, check_map_arguments
 from gaea.commands.parsing import CommandParser, add_command, add_commands
+from gaea.credentials import REWRITE_KEY_ENV, key_option_help
 
 
 def configure(parser: CommandParser) -> None:
@@ -46,6 +47,7 @@ def _configure_build(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--chunk-size", type=int, default=64, help="photos per chunk (the unit of resuming)")
     build.add_argument("--rewrite-base-url", help="OpenAI-compatible server that paraphrases questions")
     build.add_argument("--rewrite-model", help="model name on that server")
+    build.add_argument("--rewrite-api-key", metavar="KEY", help=key_option_help("that server", REWRITE_KEY_ENV))
     build.add_argument("--no-hf", action="store_true", help="skip the Hugging Face copy in OUT/hf")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -59,8 +61,8 @@ def _run_build(args: argparse.Namespace) -> int:
         overpass=args.overpass, overpass_url=args.overpass_url, overpass_cache_dir=args.overpass_cache_dir,
         radius_m=args.radius_m, types=tuple(t.strip() for t in args.types.split(",") if t.strip()),
         seed=args.seed, per_type=args.per_type, workers=args.workers, chunk_size=args.chunk_size,
-        rewrite_base_url=args.rewrite_base_url, rewrite_model=args.rewrite_model, hf_dataset=not args.no_hf,
-        progress=not args.quiet,
+        rewrite_base_url=args.rewrite_base_url, rewrite_model=args.rewrite_model,
+        rewrite_api_key=args.rewrite_api_key, hf_dataset=not args.no_hf, progress=not args.quiet,
     )
     summary = build_dataset(config)
     print("\n".join(summary.lines()))

@@ -13,6 +13,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from gaea.credentials import REWRITE_KEY_ENV
 from gaea.errors import BackendError, BackendUnreachableError
 from gaea.models.backends import load_backend
 from gaea.osm import sanitize_text
@@ -54,13 +55,16 @@ class QuestionRewriter:
         The server's API root, e.g. ``http://127.0.0.1:8000/v1``.
     model
         The served model name.
+    api_key
+        The server's key (``env:NAME`` reads the variable NAME); None reads GAEA_REWRITE_API_KEY, and
+        OPENAI_API_KEY only for https://api.openai.com (`gaea.credentials`).
     threads
         Requests in flight at once.
     """
 
-    def __init__(self, base_url: str, model: str | None, *, threads: int = 4, temperature: float = 0.7,
-                 seed: int = 0) -> None:
-        self.backend = load_backend("openai", base_url=base_url, model=model)
+    def __init__(self, base_url: str, model: str | None, *, api_key: str | None = None, threads: int = 4,
+                 temperature: float = 0.7, seed: int = 0) -> None:
+        self.backend = load_backend("openai", base_url=base_url, model=model, api_key=api_key, key_env=REWRITE_KEY_ENV)
         self.threads = threads
         self.params = GenerationParams(max_new_tokens=128, temperature=temperature, seed=seed)
 

@@ -16,6 +16,7 @@ from typing import Any
 from eval.judge import DEFAULT_ATTEMPTS
 from eval.report import SAMPLES_FILE
 from gaea.commands.parsing import CommandParser, add_command, add_commands
+from gaea.credentials import JUDGE_KEY_ENV, key_option_help, redacted
 from gaea.errors import ConfigError
 from gaea.io import atomic_write_json
 
@@ -46,6 +47,7 @@ def configure(parser: CommandParser) -> None:
     bench.add_argument("--out", required=True, type=Path, help="run directory (results.json, samples.jsonl, ...)")
     bench.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge, e.g. https://api.openai.com/v1")
     bench.add_argument("--judge-model", help="the judge's model name, e.g. gpt-4o")
+    bench.add_argument("--judge-api-key", metavar="KEY", help=key_option_help("the judge", JUDGE_KEY_ENV))
     bench.add_argument("--judge-free", action="store_true", help="score without a judge (labelled in every report)")
     bench.add_argument("--judge-max-tokens", type=int, default=256, help="longest judge reply in tokens")
     bench.add_argument("--judge-attempts", type=int, default=DEFAULT_ATTEMPTS,
@@ -163,10 +165,9 @@ def _locate_all(args: argparse.Namespace, truths: list[Any]) -> tuple[dict[str, 
 
 
 def _write_geo_samples(args: argparse.Namespace, samples: list[dict[str, Any]]) -> None:
-    from gaea.io import atomic_write_text
+    from gaea.io import atomic_write_jsonl
 
-    lines = "".join(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples)
-    atomic_write_text(args.out / SAMPLES_FILE, lines)
+    atomic_write_jsonl(args.out / SAMPLES_FILE, samples)
 
 
 def _scorer_from_args(args: argparse.Namespace) -> Any:
@@ -185,7 +186,8 @@ def _scorer_from_args(args: argparse.Namespace) -> Any:
     if args.judge_attempts < 1 or args.judge_max_tokens < 1:
         raise ConfigError("--judge-attempts and --judge-max-tokens must be at least 1")
     return LLMJudge(
-        load_backend("openai", base_url=args.judge_base_url, model=args.judge_model),
+        load_backend("openai", base_url=args.judge_base_url, model=args.judge_model, api_key=args.judge_api_key,
+                     key_env=JUDGE_KEY_ENV),
         attempts=args.judge_attempts,
         params=GenerationParams(max_new_tokens=args.judge_max_tokens, temperature=0.0),
     )
@@ -201,8 +203,8 @@ def _concurrency_for(args: argparse.Namespace) -> int:
 def _config_of(args: argparse.Namespace, *, task: str) -> dict[str, Any]:
     config = {"task": task}
     config |= {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    config.pop("api_key", None)  # a secret: never written to a results file
-    return {key: value for key, value in config.items() if _json_plain(value)}
+    # Keys and URL credentials are never written to run files.
+    return {key: value for key, value in redacted(config).items() if _json_plain(value)}
 
 
 def _json_plain(value: Any) -> bool:

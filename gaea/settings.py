@@ -22,9 +22,12 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: Path(_env("GAEA_CACHE_DIR", str(Path.home() / ".cache" / "gaea"))))
     #: Public Overpass API endpoint.
     overpass_url: str = field(default_factory=lambda: _env("GAEA_OVERPASS_URL", "https://overpass-api.de/api/interpreter"))
-    #: Seconds to wait for one HTTP request to a model server.
-    http_timeout_s: float = field(default_factory=lambda: float(_env("GAEA_HTTP_TIMEOUT", "120")))
-    #: Retries after a 429 / 5xx / timeout before giving up.
+    #: Longest silence of a model server, in seconds: to connect, to start answering, between two pieces of a
+    #: stream (a stalled server fails in two such waits: one try and one retry).
+    http_timeout_s: float = field(default_factory=lambda: float(_env("GAEA_HTTP_TIMEOUT", "20")))
+    #: Most seconds one answer of a model server may take in all, retries included (keep-alives do not extend it).
+    answer_deadline_s: float = field(default_factory=lambda: float(_env("GAEA_ANSWER_DEADLINE", "300")))
+    #: Retries after a 429 / 5xx / dropped connection before giving up (a timeout is retried once).
     http_retries: int = field(default_factory=lambda: int(_env("GAEA_HTTP_RETRIES", "4")))
     #: Largest image file accepted, in bytes.
     max_image_bytes: int = field(default_factory=lambda: int(_env("GAEA_MAX_IMAGE_BYTES", str(40 * 1024 * 1024))))

@@ -1,100 +1,32 @@
 """Real HTTP servers for tests, bound to 127.0.0.1 and stopped on exit even when the test fails.
 
-- `transformers_serve(model_path)`: the OpenAI-compatible server that ships with transformers
-  (`transformers serve`), serving one model; yields its base URL ``http://127.0.0.1:PORT/v1``.
+- `transformers_serve(model_path)`: the project's own `gaea.models.serving.loopback_transformers_server`
+  (the stock `transformers serve`, one model preloaded); yields its base URL ``http://127.0.0.1:PORT/v1``.
 - `scripted_http_server(replies)`: a tiny `http.server` that answers each request with the next scripted
-  reply (status, headers, body), for exercising how clients handle garbage, errors and retries.
+  reply (status, headers, body, or a body streamed chunk by chunk), for exercising how clients handle
+  garbage, errors, retries, endless and broken streams.
+- `recording_openai_server(answer)`: an OpenAI-compatible server (`/v1/models`, streamed
+  `/v1/chat/completions`) that answers `answer` to everything and records which credentials arrived.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import tempfile
+import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-import httpx
+from gaea.models.serving import LOOPBACK as HOST
+from gaea.models.serving import free_port
+from gaea.models.serving import loopback_transformers_server as transformers_serve
 
-from gaea.models.serving import build_transformers_command
-
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _stop_process_group(process: subprocess.Popen, *, grace_s: float = 10.0) -> None:
-    """SIGTERM the server's whole process group, then SIGKILL whatever is left after `grace_s`."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=grace_s)
-
-
-def _wait_until_ready(base_url: str, process: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
-    """Poll `/health` and `/v1/models` until both answer 200; fail early if the server process dies."""
-    root = base_url.removesuffix("/v1")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"transformers serve exited with code {process.returncode} before it was ready:\n"
-                + log_path.read_text(errors="replace")[-3000:]
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if (
-                httpx.get(root + "/health", timeout=2).status_code == 200
-                and httpx.get(base_url + "/models", timeout=2).status_code == 200
-            ):
-                return
-        time.sleep(0.3)
-    raise TimeoutError(
-        f"transformers serve was not ready at {base_url} after {timeout_s:.0f} s:\n"
-        + log_path.read_text(errors="replace")[-3000:]
-    )
-
-
-@contextlib.contextmanager
-def transformers_serve(model_path: str | Path, port: int | None = None, *, timeout_s: float = 180.0) -> Iterator[str]:
-    """Serve `model_path` with `transformers serve` on 127.0.0.1 and yield ``http://127.0.0.1:PORT/v1``.
-
-    The command is the project's own (`gaea.models.serving.build_transformers_command`: the stock server, with
-    processors loaded without torchvision); the model is preloaded, so `/v1/models` lists it alone. The
-    server runs in its own process group, which is killed on exit, also when the test fails.
-    """
-    port = port or free_port()
-    base_url = f"http://{HOST}:{port}/v1"
-    command = build_transformers_command(str(model_path), host=HOST, port=port)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with tempfile.TemporaryDirectory(prefix="gaea-serve-") as tmp:
-        log_path = Path(tmp) / "server.log"
-        with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-            try:
-                _wait_until_ready(base_url, process, log_path, timeout_s)
-                yield base_url
-            finally:
-                _stop_process_group(process)
+__all__ = [
+    "HOST", "RecordedRequest", "Reply", "ScriptedServer", "free_port", "gradio_app", "recording_openai_server",
+    "scripted_http_server", "sse", "transformers_serve",
+]
 
 
 @dataclass
@@ -106,6 +38,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     #: Seconds to wait before answering (to exercise client timeouts).
     delay_s: float = 0.0
+    #: A body sent piece by piece instead of `body`: called for each request, each chunk it yields is
+    #: written and flushed as it comes; the connection closes after the last (no Content-Length).
+    stream: Callable[[], Iterator[bytes]] | None = None
 
 
 @dataclass
@@ -140,14 +75,20 @@ def scripted_http_server(replies: list[Reply]) -> Iterator[ScriptedServer]:
                 reply = replies[min(len(server_state.requests), len(replies)) - 1]
             time.sleep(reply.delay_s)
             body = reply.body.encode() if isinstance(reply.body, str) else reply.body
-            # A client that timed out has hung up: that is the scripted case, not a server failure.
+            # A client that timed out or stopped reading has hung up: the scripted case, not a server failure.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
+                if reply.stream is None:
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 self.end_headers()
-                self.wfile.write(body)
+                for chunk in reply.stream():
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
 
         do_GET = do_POST = _answer
 
@@ -160,6 +101,77 @@ def scripted_http_server(replies: list[Reply]) -> Iterator[ScriptedServer]:
     thread.start()
     try:
         yield server_state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def sse(*events: str) -> str:
+    """Server-sent events, one `data:` line each."""
+    return "".join(f"data: {event}\n\n" for event in events)
+
+
+def _chunk(text: str, finish_reason: str | None = None) -> str:
+    choice = {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish_reason}
+    return json.dumps({"object": "chat.completion.chunk", "choices": [choice]})
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request to a recording server: method, path with its query string, and the Authorization sent."""
+
+    method: str
+    path: str
+    authorization: str | None
+
+
+@contextlib.contextmanager
+def recording_openai_server(answer: str = "Arezzo, Italy", *, model: str = "stub") -> Iterator[tuple[str, list]]:
+    """An OpenAI-compatible server on 127.0.0.1 that serves `model` and answers `answer` to every chat
+    completion (streamed word by word, with finish_reason and [DONE]); yields ``(base_url, requests)``, the
+    list of RecordedRequest filling as requests arrive."""
+    requests: list[RecordedRequest] = []
+    lock = threading.Lock()
+    words = [word + " " for word in answer.split(" ")]
+    words[-1] = words[-1].rstrip()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            asked = json.loads(self.rfile.read(length) or b"{}")
+            with lock:
+                requests.append(RecordedRequest(self.command, self.path, self.headers.get("Authorization")))
+            route = self.path.split("?")[0]
+            if self.command == "GET" and route == "/v1/models":
+                self._send(200, "application/json", json.dumps({"object": "list", "data": [{"id": model}]}))
+            elif self.command == "POST" and route == "/v1/chat/completions" and asked.get("stream"):
+                events = [_chunk(word) for word in words] + [_chunk("", "stop"), "[DONE]"]
+                self._send(200, "text/event-stream", sse(*events))
+            elif self.command == "POST" and route == "/v1/chat/completions":
+                message = {"role": "assistant", "content": answer}
+                self._send(200, "application/json", json.dumps({"choices": [{"index": 0, "message": message}]}))
+            else:
+                self._send(404, "application/json", json.dumps({"error": {"message": f"no route {self.path}"}}))
+
+        do_GET = do_POST = _answer
+
+        def _send(self, status: int, content_type: str, body: str) -> None:
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+            pass
+
+    server = ThreadingHTTPServer((HOST, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{server.server_address[1]}/v1", requests
     finally:
         server.shutdown()
         server.server_close()

@@ -301,7 +301,7 @@ def test_openai_model_defaults_to_the_first_listed_and_sends_the_conversation(ph
     assert server.requests == [("GET", "/v1/models"), ("POST", "/v1/chat/completions")]
     assert server.headers[1]["authorization"] == "Bearer secret"
     sent = json.loads(server.bodies[1])
-    assert sent["model"] == "gaea-qwen-lora" and sent["stream"] is False and sent["temperature"] == 0.0
+    assert sent["model"] == "gaea-qwen-lora" and sent["stream"] is True and sent["temperature"] == 0.0
     image_part, text_part = sent["messages"][0]["content"]
     assert image_part["image_url"]["url"].startswith("data:image/jpeg;base64,")
     assert text_part == {"type": "text", "text": QUESTION}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from gaea.credentials import MODEL_KEY_ENV, key_option_help
 from gaea.errors import ConfigError
 from gaea.models.backends import Backend, backend_names, load_backend
 from gaea.settings import get_settings
@@ -39,8 +40,21 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--base-url", help="API root of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     group.add_argument("--served-model", help="model name on the server (default: the first one it lists)")
-    group.add_argument("--api-key", help="bearer token for the server (default: $OPENAI_API_KEY)")
-    group.add_argument("--timeout", type=float, metavar="SECONDS", help="seconds to wait for the server per request")
+    group.add_argument("--api-key", metavar="KEY", help=key_option_help("the model server", MODEL_KEY_ENV))
+    group.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="longest silence of the server: to connect, to start answering, between two pieces "
+        f"(default: {get_settings().http_timeout_s:g}, or $GAEA_HTTP_TIMEOUT)",
+    )
+    group.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        help="most seconds one answer of the server may take, retries included "
+        f"(default: {get_settings().answer_deadline_s:g}, or $GAEA_ANSWER_DEADLINE)",
+    )
     group.add_argument("--device", help="cuda, cpu, cuda:1, ... (default: cuda when available)")
     group.add_argument("--load-in-4bit", action="store_true", help="quantize the model to 4 bits (bitsandbytes)")
     add_generation_arguments(parser)
@@ -124,6 +138,7 @@ def backend_from_args(args: argparse.Namespace) -> Backend:
             model=args.served_model or args.model,
             api_key=args.api_key,
             timeout_s=args.timeout,
+            deadline_s=args.deadline,
         )
     return load_backend(
         "transformers",
