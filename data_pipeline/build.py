@@ -6,15 +6,15 @@ process appends the chunk's records to `qa.jsonl` and `skipped.jsonl` in chunk o
 chunk in `progress.jsonl` with the byte sizes both files had at that moment.
 
 A rerun after a kill truncates both files back to the last committed sizes and goes on with the next
-photo, so the result equals an uninterrupted run: nothing is written twice and nothing is lost. Memory
-holds only the chunks in flight, whatever the number of photos.
+photo, so the result equals an uninterrupted run: nothing is written twice and nothing is lost. The build
+holds its folder through the run journal (gaea.runs): a second build into it refuses, and a rerun with other
+settings is refused too. Memory holds only the chunks in flight, whatever the number of photos.
 """
 
 from __future__ import annotations
 
 import gc
 import itertools
-import json
 import logging
 import multiprocessing
 import os
@@ -34,13 +34,13 @@ from data_pipeline.lookup import FeatureTable, nearby_for, table_for
 from gaea.credentials import redacted
 from gaea.errors import BadInputError, ConfigError
 from gaea.io import JsonlAppender, atomic_write_json, read_jsonl
+from gaea.runs import open_run
 from gaea.types import GeoPoint
 
 log = logging.getLogger(__name__)
 
-QA_FILE, SKIPPED_FILE, PROGRESS_FILE, CONFIG_FILE, SUMMARY_FILE = (
-    "qa.jsonl", "skipped.jsonl", "progress.jsonl", "build.json", "summary.json",
-)
+QA_FILE, SKIPPED_FILE, PROGRESS_FILE, SUMMARY_FILE = "qa.jsonl", "skipped.jsonl", "progress.jsonl", "summary.json"
+JOB = "gaea data build"
 
 
 @dataclass
@@ -246,27 +246,25 @@ def _results_in_order(config: BuildConfig, chunks: Iterator[list[PhotoItem]]) ->
 # ---------------------------------------------------------------------------------------------- resuming
 
 
-def _check_config(config: BuildConfig) -> None:
-    """Refuse to resume a build made with other settings (its records would mix with ours)."""
-    path = config.out / CONFIG_FILE
-    wanted = config.fingerprint()
-    if path.exists():
-        existing = json.loads(path.read_text(encoding="utf-8"))
-        if existing != wanted:
-            changed = sorted(key for key in wanted if existing.get(key) != wanted[key])
-            raise ConfigError(
-                f"{config.out} holds a build made with other settings ({', '.join(changed)} differ); "
-                "choose another --out or delete it"
-            )
-    else:
-        config.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, wanted)
-
-
 def load_progress(out: Path) -> Progress:
-    """The totals of the last committed chunk, or a fresh start."""
-    last = deque(read_jsonl(out / PROGRESS_FILE), maxlen=1)
-    return Progress(**last[0]) if last else Progress()
+    """The totals of the last committed chunk, or a fresh start.
+
+    Raises
+    ------
+    BadInputError
+        When the photo counts go back somewhere: two builds wrote into `out` at once (a version without the
+        run lock), so its records are duplicated and no rerun can mend it.
+    """
+    progress = Progress()
+    for line, entry in enumerate(read_jsonl(out / PROGRESS_FILE), start=1):
+        if entry["items"] <= progress.items:
+            raise BadInputError(
+                f"{out / PROGRESS_FILE}, line {line}: the photo count goes back from {progress.items} to "
+                f"{entry['items']}, so two builds wrote here at once and records are duplicated: "
+                "rebuild with --overwrite"
+            )
+        progress = Progress(**entry)
+    return progress
 
 
 def _rewind(out: Path, progress: Progress) -> None:
@@ -283,14 +281,20 @@ def _rewind(out: Path, progress: Progress) -> None:
 # ---------------------------------------------------------------------------------------------- the build
 
 
-def build_dataset(config: BuildConfig, *, rewriter: Callable[[list[dict]], list[dict]] | None = None) -> BuildSummary:
+def build_dataset(config: BuildConfig, *, rewriter: Callable[[list[dict]], list[dict]] | None = None,
+                  overwrite: bool = False) -> BuildSummary:
     """Build (or resume building) the dataset `config` describes; return the closing summary.
 
     `rewriter`, when given, receives each chunk's records before they are written (question paraphrasing).
+    The build holds `config.out` (gaea.runs) from start to finish; `overwrite` deletes an earlier build there.
     """
+    with open_run(config.out, job=JOB, fingerprint=config.fingerprint(), overwrite=overwrite):
+        return _build(config, rewriter)
+
+
+def _build(config: BuildConfig, rewriter: Callable[[list[dict]], list[dict]] | None) -> BuildSummary:
     started = time.perf_counter()
     out = config.out
-    _check_config(config)
     progress = load_progress(out)
     _rewind(out, progress)
     resumed_from = progress.items

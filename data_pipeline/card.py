@@ -13,14 +13,25 @@ from gaea.io import atomic_write_text, read_jsonl
 
 
 def dataset_stats(dataset_dir: str | Path) -> dict[str, Any]:
-    """Counts of a built dataset: records per type and source, photos, TF balance, skipped photos per reason."""
+    """Counts of a built dataset: records per type and source, photos, TF balance, skipped photos per reason.
+
+    A record id seen again (a dataset that two builds wrote at once, before builds held a lock) is counted
+    once, and the repeats under ``duplicates``.
+    """
     dataset_dir = Path(dataset_dir)
+    seen: set[str] = set()
+    duplicates = 0
     by_type: Counter[str] = Counter()
     by_source: Counter[str] = Counter()
     tf: Counter[str] = Counter()
     images: set[str] = set()
     osm_elements = 0
     for record in dataset_records(dataset_dir):
+        if record.get("id") is not None:
+            if record["id"] in seen:
+                duplicates += 1
+                continue
+            seen.add(record["id"])
         by_type[record["question_type"]] += 1
         by_source[record.get("source") or "unknown"] += 1
         images.add(record["image"])
@@ -37,6 +48,7 @@ def dataset_stats(dataset_dir: str | Path) -> dict[str, Any]:
         "tf_false": tf["False"],
         "osm_evidence_elements": osm_elements,
         "skipped": dict(sorted(skipped.items())),
+        "duplicates": duplicates,
     }
 
 

@@ -48,6 +48,7 @@ def _configure_build(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--rewrite-base-url", help="OpenAI-compatible server that paraphrases questions")
     build.add_argument("--rewrite-model", help="model name on that server")
     build.add_argument("--rewrite-api-key", metavar="KEY", help=key_option_help("that server", REWRITE_KEY_ENV))
+    build.add_argument("--overwrite", action="store_true", help="delete an earlier build in --out and start afresh")
     build.add_argument("--no-hf", action="store_true", help="skip the Hugging Face copy in OUT/hf")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -64,7 +65,7 @@ def _run_build(args: argparse.Namespace) -> int:
         rewrite_base_url=args.rewrite_base_url, rewrite_model=args.rewrite_model,
         rewrite_api_key=args.rewrite_api_key, hf_dataset=not args.no_hf, progress=not args.quiet,
     )
-    summary = build_dataset(config)
+    summary = build_dataset(config, overwrite=args.overwrite)
     print("\n".join(summary.lines()))
     return 0
 
@@ -91,4 +92,6 @@ def _run_stats(args: argparse.Namespace) -> int:
             print(f"  {key}: {value}")
     print(f"TF balance: {stats['tf_true']} true / {stats['tf_false']} false")
     print(f"OSM elements cited: {stats['osm_evidence_elements']}")
+    if stats["duplicates"]:
+        print(f"duplicate records: {stats['duplicates']} (counted once; rebuild with `gaea data build --overwrite`)")
     return 0

@@ -1,7 +1,8 @@
 """`gaea eval`: GAEA-Bench QA (`bench`), distance and city / country accuracy (`geo`), and `compare`.
 
 Thin: parse, load, run, report. Each run writes to its --out directory and can be resumed by running the
-same command again; `run.json` there guards against resuming with a different model, judge or dataset.
+same command again; the run journal there (gaea.runs) keeps a second run out while one works, and refuses to
+resume with a different model, judge or dataset.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import logging
 import math
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +20,15 @@ from eval.report import SAMPLES_FILE
 from gaea.commands.parsing import CommandParser, add_command, add_commands
 from gaea.credentials import JUDGE_KEY_ENV, key_option_help, redacted
 from gaea.errors import ConfigError
-from gaea.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 32
 #: Settings that must not change between a run and its resumption (others, like --limit, may).
 _IDENTITY_KEYS = (
-    "task", "dataset", "truth", "predictions", "images", "model", "adapter", "base_url", "served_model", "backend",
-    "judge_base_url", "judge_model", "judge_free", "judge_max_tokens", "gallery", "encoder", "k_similar",
-    "k_dissimilar", "ensemble", "osm_file", "overpass", "max_new_tokens", "temperature", "top_p", "seed",
+    "task", "dataset", "split", "truth", "predictions", "images", "model", "adapter", "base_url", "served_model",
+    "backend", "judge_base_url", "judge_model", "judge_free", "judge_max_tokens", "scoring", "gallery", "encoder",
+    "k_similar", "k_dissimilar", "ensemble", "osm_file", "overpass", "max_new_tokens", "temperature", "top_p", "seed",
 )  # fmt: skip
 
 
@@ -45,6 +46,7 @@ def configure(parser: CommandParser) -> None:
     add_backend_arguments(bench)
     add_context_arguments(bench)
     bench.add_argument("--out", required=True, type=Path, help="run directory (results.json, samples.jsonl, ...)")
+    bench.add_argument("--overwrite", action="store_true", help="delete an earlier run in --out and start afresh")
     bench.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge, e.g. https://api.openai.com/v1")
     bench.add_argument("--judge-model", help="the judge's model name, e.g. gpt-4o")
     bench.add_argument("--judge-api-key", metavar="KEY", help=key_option_help("the judge", JUDGE_KEY_ENV))
@@ -69,6 +71,7 @@ def configure(parser: CommandParser) -> None:
     add_backend_arguments(geo)
     add_context_arguments(geo)
     geo.add_argument("--out", required=True, type=Path, help="run directory")
+    geo.add_argument("--overwrite", action="store_true", help="delete an earlier run in --out and start afresh")
     geo.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
 
     compare = add_command(commands, "compare", run_compare, help="print runs side by side",
@@ -105,17 +108,18 @@ def run_bench(args: argparse.Namespace) -> int:
     scorer = _scorer_from_args(args)
     items = load_bench(args.dataset, types=parse_types(args.types), limit=args.limit, split=args.split)
     config = _config_of(args, task="gaea-bench")
-    _guard_resume(args.out, config)
-    backend = backend_from_args(args)
-    samples = run_resumable(
-        items,
-        make_worker(assistant_from_args(args, backend), scorer),
-        samples_path=args.out / SAMPLES_FILE,
-        concurrency=_concurrency_for(args),
-        desc="GAEA-Bench",
-    )
-    results = run_header(task="gaea-bench", model=backend.name, judge=scorer.name, config=config) | aggregate(samples)
-    write_bench_report(args.out, results)
+    with _hold_run_dir(args, config):
+        backend = backend_from_args(args)
+        samples = run_resumable(
+            items,
+            make_worker(assistant_from_args(args, backend), scorer),
+            samples_path=args.out / SAMPLES_FILE,
+            concurrency=_concurrency_for(args),
+            desc="GAEA-Bench",
+        )
+        header = run_header(task="gaea-bench", model=backend.name, judge=scorer.name, config=config)
+        results = header | aggregate(samples)
+        write_bench_report(args.out, results)
     _print_summary(args.out)
     return 0
 
@@ -129,15 +133,15 @@ def run_geo(args: argparse.Namespace) -> int:
     truths = read_truth(args.truth)
     given = read_predictions(args.predictions) if args.predictions is not None else None
     config = _config_of(args, task="geo")
-    _guard_resume(args.out, config)
-    if given is not None:
-        guesses, model = given, f"predictions:{args.predictions.name}"
-    else:
-        guesses, model = _locate_all(args, truths)
-    summary, samples = evaluate(truths, guesses)
-    results = run_header(task="geo", model=model, judge="none", config=config) | summary
-    _write_geo_samples(args, samples)
-    write_geo_report(args.out, results, [sample["distance_km"] for sample in samples])
+    with _hold_run_dir(args, config):
+        if given is not None:
+            guesses, model = given, f"predictions:{args.predictions.name}"
+        else:
+            guesses, model = _locate_all(args, truths)
+        summary, samples = evaluate(truths, guesses)
+        results = run_header(task="geo", model=model, judge="none", config=config) | summary
+        _write_geo_samples(args, samples)
+        write_geo_report(args.out, results, [sample["distance_km"] for sample in samples])
     _print_summary(args.out)
     return 0
 
@@ -213,16 +217,13 @@ def _json_plain(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, bool, list))
 
 
-def _guard_resume(out_dir: Path, config: dict[str, Any]) -> None:
-    """Refuse to resume a run directory that holds a run of another model, judge or dataset."""
-    run_file = out_dir / "run.json"
-    if run_file.exists():
-        previous = json.loads(run_file.read_text(encoding="utf-8"))
-        changed = [key for key in _IDENTITY_KEYS if previous.get(key) != config.get(key)]
-        if changed:
-            details = ", ".join(f"{key}: {previous.get(key)!r} -> {config.get(key)!r}" for key in changed)
-            raise ConfigError(f"{out_dir} holds another run ({details}); choose a new --out or delete it")
-    atomic_write_json(run_file, config)
+def _hold_run_dir(args: argparse.Namespace, config: dict[str, Any]) -> AbstractContextManager[Path]:
+    """The run directory, held by this run alone; a resumed run must share the identity settings."""
+    from gaea.runs import open_run
+
+    fingerprint = {key: config[key] for key in _IDENTITY_KEYS if key in config}
+    job = {"gaea-bench": "gaea eval bench", "geo": "gaea eval geo"}[config["task"]]
+    return open_run(args.out, job=job, fingerprint=fingerprint, overwrite=args.overwrite)
 
 
 def _print_summary(out_dir: Path) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from finetune.data import load_samples, split_train_eval
 from finetune.model import is_merger, load_model, load_processor, upcast_trainable
 from gaea.errors import ConfigError
 from gaea.io import atomic_write_text
+from gaea.runs import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,13 @@ def main(config: FinetuneConfig, *, callbacks: list[TrainerCallback] | None = No
     log.info("training on %d samples%s", len(train_set), f", evaluating on {len(eval_set)}" if eval_set else "")
     # The arguments come before the model: with DeepSpeed ZeRO-3 they make from_pretrained load sharded.
     args = training_arguments(config, has_eval=eval_set is not None)
+    # One launch into output_dir at a time: its main process holds the lock for the ranks it leads.
+    with RunLock(config.output_dir) if args.process_index == 0 else contextlib.nullcontext():
+        return _train(config, args, train_set, eval_set, callbacks)
+
+
+def _train(config: FinetuneConfig, args: TrainingArguments, train_set: Any, eval_set: Any,
+           callbacks: list[TrainerCallback] | None) -> TrainResult:
     processor = load_processor(config)
     model = load_model(config)
     if config.use_lora and (args.bf16 or args.fp16):

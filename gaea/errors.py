@@ -27,3 +27,7 @@ class OSMError(GaeaError, RuntimeError):
 
 class NoLocationError(GaeaError, ValueError):
     """A model answer contains no usable location."""
+
+
+class RunInUseError(GaeaError, RuntimeError):
+    """A run directory is held by another process (a second run into it must not write)."""

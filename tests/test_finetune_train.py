@@ -5,7 +5,12 @@ QLoRA path trains on CPU where bitsandbytes imports."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,7 @@ from finetune.data import load_samples
 from finetune.model import is_merger, is_vision
 from finetune.train import main as train
 from gaea.cli import main as gaea_main
+from gaea.errors import RunInUseError
 from gaea.models.adapters import load_adapter
 from gaea.models.vlm import load_processor
 
@@ -235,6 +241,30 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(short_run, tiny_vlm, o
         assert torch.allclose(expected[key], resumed[key], atol=1e-6), key
     assert any(not torch.allclose(expected[k], stopped_k) for k, stopped_k in
                load_file(str(tmp_path / "resumed" / "checkpoint-2" / "adapter_model.safetensors")).items())
+
+
+def test_a_second_run_into_one_output_dir_refuses_and_a_killed_ones_lock_is_taken_over(tiny_vlm, oakland_dataset,
+                                                                                         tmp_path):
+    output_dir = tmp_path / "busy"
+    config = tiny_config(tiny_vlm, oakland_dataset, output_dir, max_steps=200, save_steps=1000, max_samples=4)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(config.to_dict()))
+    first = subprocess.Popen([sys.executable, "-m", "gaea.cli", "finetune", "--config", str(recipe)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (output_dir / "finetune_config.yaml").exists():  # written once the run holds output_dir
+            assert first.poll() is None, first.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the first run did not start in time"
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGSTOP)
+        with pytest.raises(RunInUseError, match=rf"{output_dir} is in use by another run \(PID {first.pid}\)"):
+            train(tiny_config(tiny_vlm, oakland_dataset, output_dir, max_steps=1, max_samples=4))
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    result = train(tiny_config(tiny_vlm, oakland_dataset, output_dir, max_steps=1, max_samples=4))
+    assert result.global_step == 1 and (output_dir / "final" / "adapter_model.safetensors").is_file()
 
 
 def test_qlora_trains_a_few_steps_on_cpu(tiny_vlm, oakland_dataset, tmp_path):

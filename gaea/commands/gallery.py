@@ -33,6 +33,7 @@ def configure(parser: CommandParser) -> None:
                        help="auto: exact search below 100,000 photos, compressed IVF-PQ above (default: auto)")
     build.add_argument("--batch-size", type=int, default=32, metavar="N", help="photos per forward pass (32)")
     build.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+    build.add_argument("--overwrite", action="store_true", help="delete an earlier gallery in --out and start afresh")
     info = add_command(commands, "info", run_info, help="print a gallery's manifest",
                        examples=["gaea gallery info gallery/"])
     info.add_argument("gallery", type=Path, help="a folder made by `gaea gallery build`")
@@ -52,7 +53,7 @@ def run_build(args: argparse.Namespace) -> int:
     from gaea.retrieval.gallery import build_gallery
 
     embedder = Embedder(args.encoder, batch_size=args.batch_size, device=args.device)
-    gallery = build_gallery(args.images, args.out, embedder, index_kind=args.index)
+    gallery = build_gallery(args.images, args.out, embedder, index_kind=args.index, overwrite=args.overwrite)
     skipped = len(gallery.manifest.get("skipped", []))
     print(f"gallery of {len(gallery)} photos ({gallery.manifest['index_kind']} index, {gallery.dim} dimensions) "
           f"written to {args.out}" + (f"; {skipped} unreadable photos skipped" if skipped else ""))

@@ -8,6 +8,7 @@ Layout of a gallery folder::
     metadata.jsonl     one line per photo: id, source, place (nearest GeoNames place), lat, lon
     index.faiss        the VectorIndex (+ index.faiss.json: its kind and search knobs)
     chunks/            work in progress while building: NNNNN.npy + NNNNN.jsonl pairs; a rerun continues
+    run.json, run.lock the run journal (gaea.runs): the encoder a rerun must use; the build holding the folder
 
 Photos come from a folder of geotagged photos (EXIF GPS), a CSV / JSONL manifest (path, lat, lon), a
 dataset folder made by `gaea data build` (its qa.jsonl), or a Hugging Face dataset with image, lat and lon
@@ -32,6 +33,7 @@ from gaea.errors import BadInputError
 from gaea.images import IMAGE_SUFFIXES, load_image
 from gaea.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl
 from gaea.retrieval.index import VectorIndex, as_float32_matrix
+from gaea.runs import open_run
 from gaea.types import Neighbor
 
 log = logging.getLogger(__name__)
@@ -181,7 +183,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def build_gallery(images: str | Path, out: str | Path, embedder: Any, *, index_kind: str = "auto",
-                  chunk_size: int = 512, show_progress: bool = True) -> Gallery:
+                  chunk_size: int = 512, show_progress: bool = True, overwrite: bool = False) -> Gallery:
     """Embed every geotagged photo of ``images`` into a gallery at ``out``; resumable.
 
     Parameters
@@ -199,13 +201,30 @@ def build_gallery(images: str | Path, out: str | Path, embedder: Any, *, index_k
         ``auto``, ``flat``, ``ivfpq`` or ``hnsw``.
     chunk_size
         Photos per saved chunk (the most work an interruption can lose).
+    overwrite
+        Delete an earlier gallery in ``out`` and start afresh. Without it, a gallery begun with another
+        encoder is refused (its embeddings cannot mix with this one's); other photos may be added.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     items = list(iter_gallery_items(images))
     if not items:
         raise BadInputError(f"{images}: found no geotagged photo (EXIF GPS, or lat/lon in the manifest)")
+    with open_run(out, job="gaea gallery build", fingerprint=encoder_fingerprint(embedder), overwrite=overwrite):
+        return _build_from_items(items, images, out, embedder, index_kind=index_kind, chunk_size=chunk_size,
+                                 show_progress=show_progress)
+
+
+def encoder_fingerprint(embedder: Any) -> dict[str, Any]:
+    """What a gallery's embeddings depend on: a resumed build must embed with the same encoder."""
+    name = embedder.model_name
+    encoder = str(Path(name).resolve()) if Path(name).exists() else name  # a local folder, however it was named
+    return {"encoder": encoder, "library": getattr(embedder, "library", None), "dim": embedder.dim}
+
+
+def _build_from_items(items: list[GalleryItem], images: str | Path, out: Path, embedder: Any, *, index_kind: str,
+                      chunk_size: int, show_progress: bool) -> Gallery:
+    from tqdm.auto import tqdm
+
     chunks_dir = out / "chunks"
     chunks_dir.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
