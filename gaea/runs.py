@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gaea.errors import ConfigError, GaeaError, RunInUseError
+from gaea.errors import BadInputError, ConfigError, GaeaError, RunInUseError
 from gaea.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,11 @@ class RunLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise RunInUseError naming the PID of the process that holds it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise BadInputError(f"{self.root}: cannot be a run directory ({error.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:

@@ -184,5 +184,5 @@ def test_a_run_directory_is_not_resumed_with_other_inputs(shared_data, tmp_path,
     out = tmp_path / "run"
     assert main(["eval", "geo", "--truth", str(truth), "--predictions", str(first), "--out", str(out)]) == 0
     assert main(["eval", "geo", "--truth", str(truth), "--predictions", str(second), "--out", str(out)]) == 2
-    changed = r"was made with predictions \S*a\.csv\S*; this run asks for predictions \S*b\.csv: use another --out"
+    changed = r"was made with predictions \S*a\.csv\S*; this run asks for predictions \S*b\.csv\S*: use another --out"
     assert re.search(changed, capsys.readouterr().err)

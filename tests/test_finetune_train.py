@@ -249,7 +249,7 @@ def test_a_second_run_into_one_output_dir_refuses_and_a_killed_ones_lock_is_take
     config = tiny_config(tiny_vlm, oakland_dataset, output_dir, max_steps=200, save_steps=1000, max_samples=4)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(config.to_dict()))
-    first = subprocess.Popen([sys.executable, "-m", "gaea.cli", "finetune", "--config", str(recipe)],
+    first = subprocess.Popen([sys.executable, "-m", "gaea.cli", "finetune", "train", "--config", str(recipe)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 240

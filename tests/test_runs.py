@@ -129,6 +129,12 @@ def test_one_process_cannot_hold_a_directory_twice(tmp_path: Path) -> None:
         RunLock(tmp_path / "run").acquire()
 
 
+def test_a_file_in_the_way_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(BadInputError, match=r"taken: cannot be a run directory \(File exists\)"):
+        RunLock(tmp_path / "taken").acquire()
+
+
 def test_fingerprints_resume_refuse_and_overwrite(tmp_path: Path) -> None:
     root = tmp_path / "run"
     with open_run(root, job="gaea gallery build", fingerprint={"encoder": "A", "dim": 8}):
@@ -191,7 +197,7 @@ def test_a_second_data_build_into_one_folder_refuses(many_photos: Path, oakland:
     command = _data_build(many_photos, out, oakland)
     with _paused_run(command, tmp_path / "first.log", once=lambda: _lines(out / "progress.jsonl") >= 3) as first:
         line = _refusal(command, first.pid)
-        assert line.startswith(f"gaea data: error: {out} is in use")
+        assert line.startswith(f"gaea data build: error: {out} is in use")
     _same_dataset(out, clean_build)
     assert json.loads((out / "summary.json").read_text())["photos_read"] == len(list(many_photos.iterdir()))
 
@@ -299,7 +305,7 @@ def test_a_second_gallery_build_into_one_folder_refuses(photos_dir: Path, tiny_e
     command = _gallery_build(images, out, tiny_encoder)
     with _paused_run(command, tmp_path / "first.log", once=lambda: (out / "chunks").is_dir()) as first:
         line = _refusal(command, first.pid)
-        assert line.startswith(f"gaea gallery: error: {out} is in use")
+        assert line.startswith(f"gaea gallery build: error: {out} is in use")
         assert not (out / "manifest.json").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == 4 * len(GEOTAGGED)
@@ -325,7 +331,7 @@ def test_a_second_eval_into_one_folder_refuses(photos_dir: Path, tmp_path: Path)
                    "--served-model", "scripted", "--judge-free", "--concurrency", "1", "--out", str(out)]
         with _paused_run(command, tmp_path / "first.log", once=lambda: _lines(out / "samples.jsonl") >= 2) as first:
             line = _refusal(command, first.pid)
-            assert line.startswith(f"gaea eval: error: {out} is in use")
+            assert line.startswith(f"gaea eval bench: error: {out} is in use")
     ids = [sample["id"] for sample in read_jsonl(out / "samples.jsonl")]
     assert sorted(ids) == sorted(record["id"] for record in records)  # every item once: nobody wrote twice
     results = json.loads((out / "results.json").read_text())
