@@ -8,7 +8,6 @@ resume with a different model, judge or dataset.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 from contextlib import AbstractContextManager
