@@ -202,7 +202,7 @@ def test_a_build_writes_and_logs_no_credential(built) -> None:
     written = _files_text(out)
     assert "HTTP Request: POST" in logged  # every request to the rewriter was logged...
     assert not [secret for secret in SECRETS if secret in written + logged]  # ...and written down, redacted
-    build = json.loads((out / "build.json").read_text())
+    build = json.loads((out / "run.json").read_text())["fingerprint"]
     assert build["rewrite"][0].endswith("/v1?key=***") and build["rewrite"][0].startswith("http://***@127.0.0.1:")
     assert "http://***@127.0.0.1:" in (out / "README.md").read_text()
 
