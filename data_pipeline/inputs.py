@@ -25,6 +25,7 @@ from PIL import Image
 from gaea.errors import BadInputError
 from gaea.exif import PhotoRejected, check_coordinates, gps_of_open_image, open_photo
 from gaea.images import IMAGE_SUFFIXES
+from gaea.models.hub import prepare_hub_dataset
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ def load_hf_dataset(spec: str) -> Any:
     """A Hugging Face dataset from a `save_to_disk` folder or `hf:NAME[:SPLIT]` (memory-mapped, not loaded)."""
     import datasets
 
+    if spec.startswith(HF_PREFIX):
+        prepare_hub_dataset(spec[len(HF_PREFIX):].partition(":")[0])
     try:
         if not spec.startswith(HF_PREFIX):
             loaded = datasets.load_from_disk(spec)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from gaea.errors import BadInputError
 from gaea.io import read_jsonl
+from gaea.models.hub import prepare_hub_dataset
 from gaea.records import QARecord
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ def _local_dataset(path: Path, *, split: str) -> Any:
 def _hub_dataset(name: str, *, split: str) -> Any:
     import datasets
 
+    prepare_hub_dataset(name)
     try:
         return datasets.load_dataset(name, split=split)
     except Exception as error:  # the hub client raises many unrelated types; all mean "cannot load it"

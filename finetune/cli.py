@@ -11,7 +11,7 @@ import argparse
 import logging
 from typing import Any
 
-from finetune.config import FIELDS, add_config_arguments, load_config
+from finetune.config import FIELDS, add_config_arguments, load_config, preflight
 from gaea.commands.parsing import CommandParser, add_command, add_commands
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace) -> int:
     # Options left unset are absent from `args`, so the recipe's values stand.
     overrides = {name: value for name, value in vars(args).items() if name in FIELDS}
     config = load_config(args.config, overrides)
-    config.require_model_and_data()  # before the slow imports
+    preflight(config)  # before the slow imports of the training stack
     logging.getLogger("finetune").setLevel(logging.INFO)
     from finetune.train import main as train
 

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from gaea.errors import ConfigError
+from gaea.extras import require
+from gaea.models.hub import prepare_hub_model
 
 # GAEA's instruction prefixes per question type; the answer format each type expects.
 DEFAULT_INSTRUCTION_PREFIXES: dict[str, str] = {
@@ -137,6 +139,21 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def preflight(config: FinetuneConfig) -> None:
+    """Fail in one line, before any data or weights load, on what would otherwise fail minutes into a run: a
+    missing input, an optional package the recipe needs, a hub model that is out of reach."""
+    config.require_model_and_data()
+    if config.deepspeed:
+        require("deepspeed", needed_for=f"deepspeed: {config.deepspeed} (in the recipe or the flags)")
+    if config.load_in_4bit:
+        require("bitsandbytes", needed_for="load_in_4bit (QLoRA)")
+    if "wandb" in config.report_to:
+        require("wandb", needed_for="report_to: wandb")
+    prepare_hub_model(config.model_name_or_path)
+    if config.processor_name_or_path:
+        prepare_hub_model(config.processor_name_or_path, what="processor")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from gaea.errors import BadInputError
 from gaea.io import read_jsonl
+from gaea.models.hub import prepare_hub_dataset
 from gaea.records import QARecord, read_records
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ def _load_hf(name: str, *, split: str) -> Any:
         if Path(name).is_dir():
             loaded = datasets.load_from_disk(name)
             return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        prepare_hub_dataset(name)
         return datasets.load_dataset(name, split=split)
     except (FileNotFoundError, ValueError, KeyError) as error:
         raise BadInputError(f"{name}: cannot load the Hugging Face dataset split {split!r} ({error})") from error

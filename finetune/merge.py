@@ -15,6 +15,7 @@ import torch
 
 from gaea.errors import BadInputError, ConfigError
 from gaea.models.adapters import adapter_weights_file, load_adapter
+from gaea.models.hub import prepare_hub_model
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ def merge_adapter(base: str | Path, adapter: str | Path, out_dir: str | Path, *,
     ------
     BadInputError
         When `adapter` is not an adapter folder or `out_dir` exists and is not empty.
+    BackendError
+        When `base` is a hub id out of reach (one line, within seconds).
     ConfigError
         When `dtype` is unknown or `base` cannot be loaded.
     """
@@ -43,6 +46,7 @@ def merge_adapter(base: str | Path, adapter: str | Path, out_dir: str | Path, *,
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"{out}: the output folder exists and is not empty")
+    prepare_hub_model(base, what="base model")
     try:
         model = AutoModelForImageTextToText.from_pretrained(str(base), dtype=_DTYPES[dtype])
     except (OSError, ValueError) as error:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from finetune.collator import VisionChatCollator
-from finetune.config import FinetuneConfig
+from finetune.config import FinetuneConfig, preflight
 from finetune.data import load_samples, split_train_eval
 from finetune.model import is_merger, load_model, load_processor, upcast_trainable
 from gaea.errors import ConfigError
@@ -77,8 +76,6 @@ class GaeaTrainer(Trainer):
 def training_arguments(config: FinetuneConfig, *, has_eval: bool) -> TrainingArguments:
     """transformers' TrainingArguments for `config`."""
     report_to = [name for name in config.report_to if name != "none"] or "none"
-    if "wandb" in report_to and importlib.util.find_spec("wandb") is None:
-        raise ConfigError("report_to includes wandb, which is not installed (pip install wandb)")
     return TrainingArguments(
         output_dir=config.output_dir,
         num_train_epochs=config.num_train_epochs,
@@ -153,7 +150,7 @@ def build_datasets(config: FinetuneConfig) -> tuple[Any, Any]:
 
 def main(config: FinetuneConfig, *, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
     """Train as `config` says; returns where the final adapter is and how the run went."""
-    config.require_model_and_data()
+    preflight(config)
     set_seed(config.seed)
     train_set, eval_set = build_datasets(config)
     log.info("training on %d samples%s", len(train_set), f", evaluating on {len(eval_set)}" if eval_set else "")

@@ -37,6 +37,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 from gaea import __version__
 from gaea.commands.parsing import CommandParser, add_commands
@@ -58,6 +59,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: `build_parser(ALL)` configures every command (the README table); otherwise only the one named.
 ALL = "*"
+
+#: Third-party log lines that do not concern the user, silenced below the level given. bitsandbytes' CPU backend
+#: warns at import (which transformers and peft trigger in every run) that an optional kernel package is missing;
+#: it falls back to its own CPU code, so nothing is wrong.
+QUIET_LOGGERS = {"bitsandbytes.backends.cpu.ops": logging.ERROR}
+#: Third-party warnings (category, message pattern) that do not concern the user: peft reads a property that
+#: transformers 5 deprecates, once per fine-tuning run.
+QUIET_WARNINGS = [(FutureWarning, r"`is_gradient_checkpointing` is deprecated")]
 
 
 def build_parser(only: str = ALL) -> CommandParser:
@@ -86,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=os.environ.get("GAEA_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    for logger, level in QUIET_LOGGERS.items():
+        logging.getLogger(logger).setLevel(level)
+    for category, pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern, category=category)
     name = _command_named(argv)
     prog = f"gaea {name}".strip()
     try:

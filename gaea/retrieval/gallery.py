@@ -32,6 +32,7 @@ from gaea import exif
 from gaea.errors import BadInputError
 from gaea.images import IMAGE_SUFFIXES, load_image
 from gaea.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl
+from gaea.models.hub import prepare_hub_dataset
 from gaea.retrieval.index import VectorIndex, as_float32_matrix
 from gaea.runs import open_run
 from gaea.types import Neighbor
@@ -402,6 +403,7 @@ def _items_from_hf(spec: str) -> Iterator[GalleryItem]:
         name = Path(spec).name
     else:
         name, _, split = spec.partition(":")
+        prepare_hub_dataset(name)
         dataset = datasets.load_dataset(name, split=split or "train")
     if isinstance(dataset, datasets.DatasetDict):
         dataset = dataset[next(iter(dataset))]

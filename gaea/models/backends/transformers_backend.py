@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from gaea.errors import BackendError, BadInputError, ConfigError
+from gaea.extras import require
 from gaea.models.hub import OFFLINE_DEMO, prepare_hub_model
 from gaea.models.vlm import load_processor
 from gaea.types import GenerationParams, Message
@@ -67,21 +68,12 @@ def _resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype 
     return resolved
 
 
-def _import_quietly(module: str) -> None:
-    """Import `module` (peft, bitsandbytes), which imports bitsandbytes.
-
-    bitsandbytes' CPU backend warns at import time about an optional kernel package we never use; that
-    line would otherwise end up on the stderr of every `gaea ask --adapter` on a CPU with AVX-512.
-    """
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    importlib.import_module(module)
-
-
 def _four_bit_config(compute_dtype: torch.dtype | str) -> BitsAndBytesConfig:
+    require("bitsandbytes", needed_for="4-bit loading")
     try:
-        _import_quietly("bitsandbytes")
+        importlib.import_module("bitsandbytes")
     except ImportError as error:
-        raise ConfigError("4-bit loading needs bitsandbytes: pip install bitsandbytes, or drop 4-bit") from error
+        raise ConfigError(f"4-bit loading needs bitsandbytes, which does not import here ({error})") from error
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -165,7 +157,6 @@ class TransformersBackend:
         return model.eval()
 
     def _with_adapter(self, model: torch.nn.Module, *, merge: bool) -> torch.nn.Module:
-        _import_quietly("peft")
         from gaea.models.adapters import load_adapter
 
         log.info("applying LoRA adapter %s", self.adapter)
