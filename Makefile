@@ -1,7 +1,8 @@
 # Two commands on a fresh clone:
 #   make run    set up, then start the chat in the browser on a real Qwen2.5-VL model from the hub
 #   make test   set up, then run the test suite
-# Other targets: make setup, make demo (offline: tiny random model), make bench, make lint.
+# Other targets: make setup, make demo (offline: tiny random model, a gallery of geotagged photos), make bench,
+# make lint.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,8 +11,12 @@ MODEL  ?= Qwen/Qwen2.5-VL-3B-Instruct
 # CPU machines get the CPU build of torch before anything else can pull a multi-GB CUDA build.
 TORCH_CPU ?= torch==2.13.0
 export GRADIO_ANALYTICS_ENABLED := False
+# `make demo`: the real geotagged photos of ../shared/data when they are there, else the synthetic geotagged
+# examples shipped in ui/examples; a gallery of them, so that Locate draws neighbours on the map.
+DEMO_PHOTOS ?= $(if $(wildcard ../shared/data/photos/*.jpg),../shared/data/photos,ui/examples)
+DEMO_DIR    ?= .cache/demo
 
-.PHONY: run demo setup setup-dev browser test bench lint clean
+.PHONY: run demo demo-assets setup setup-dev browser test bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +36,17 @@ setup-dev: $(BIN)/python
 run: setup
 	$(BIN)/gaea ui --model $(MODEL)
 
-demo: setup
-	$(BIN)/gaea tiny-model --out .cache/tiny
-	$(BIN)/gaea ui --model .cache/tiny/vlm
+demo: setup demo-assets
+	$(BIN)/gaea ui --model $(DEMO_DIR)/tiny/vlm --gallery $(DEMO_DIR)/gallery --examples $(DEMO_PHOTOS)
+
+# The tiny offline models and the demo gallery, each built once.
+demo-assets: $(DEMO_DIR)/gallery/manifest.json
+
+$(DEMO_DIR)/tiny/vlm/config.json:
+	$(BIN)/gaea tiny-model --out $(DEMO_DIR)/tiny
+
+$(DEMO_DIR)/gallery/manifest.json: $(DEMO_DIR)/tiny/vlm/config.json
+	$(BIN)/gaea gallery build --images $(DEMO_PHOTOS) --out $(DEMO_DIR)/gallery --encoder $(abspath $(DEMO_DIR))/tiny/encoder
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
 browser:

@@ -179,11 +179,13 @@ def recording_openai_server(answer: str = "Arezzo, Italy", *, model: str = "stub
 
 
 @contextlib.contextmanager
-def gradio_app(assistant, **launch_options) -> Iterator[str]:
-    """The chat app (ui.app) of `assistant` on a free 127.0.0.1 port; yields its URL and closes it on exit."""
+def gradio_app(assistant, *, app_options: dict | None = None, **launch_options) -> Iterator[str]:
+    """The chat app (ui.app) of `assistant` on a free 127.0.0.1 port; yields its URL and closes it on exit.
+
+    `app_options` go to `ui.app.build_app`, `launch_options` to `ui.app.launch_kwargs` (`examples_dir` to both)."""
     from ui.app import build_app, launch_kwargs
 
-    app = build_app(assistant)
+    app = build_app(assistant, examples_dir=launch_options.get("examples_dir"), **(app_options or {}))
     port = free_port()
     app.launch(prevent_thread_lock=True, **launch_kwargs(port=port, **launch_options))
     try:

@@ -20,6 +20,8 @@ from ui.app import launch_kwargs, prediction_markdown
 from ui.cli import parse_auth
 from ui.map import country_outlines, map_html, map_svg, view_box
 
+NOTHING_ATTACHED = {"text": "", "files": []}
+
 
 def make_assistant(tiny_vlm: Path, tiny_encoder: Path, photos_dir: Path, gallery_dir: Path):
     """The real Assistant on the tiny chat model, with a gallery of the geotagged shared photos embedded by the
@@ -86,11 +88,44 @@ def test_locate_answers_with_the_map_and_details(app_url: str, photos_dir: Path)
 
     client = Client(app_url, verbose=False, download_files=False)
     client.predict({"text": "", "files": [handle_file(str(photos_dir / "Canon_40D.jpg"))]}, api_name="/chat")
-    map_panel, details = client.predict(api_name="/locate")
+    map_panel, details = client.predict(NOTHING_ATTACHED, api_name="/locate")
     assert "<svg" in map_panel and map_panel.count("<path") >= 150
     # the gallery's nearest photos are drawn and named, whether or not the tiny model's answer names a place
     assert map_panel.count('class="gaea-similar"') >= 3 and map_panel.count('class="gaea-dissimilar"') >= 2
     assert "Similar gallery photos" in details
+    # the tiny model's answers name no place: with no point to zoom on, one map of every neighbour, drawn once
+    assert "No usable location" in details
+    assert map_panel.count("<svg") == 1 and "gaea-overview" not in map_panel
+
+
+def test_locate_uses_the_photo_attached_but_not_sent(app_url: str, photos_dir: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False, download_files=False)
+    client.predict({"text": "", "files": [handle_file(str(photos_dir / "Canon_40D.jpg"))]}, api_name="/chat")
+    # DSCN0010.jpg is in the gallery: Locate on it finds itself first, with similarity 1.00
+    attached = {"text": "", "files": [handle_file(str(photos_dir / "DSCN0010.jpg"))]}
+    _map, details = client.predict(attached, api_name="/locate")
+    lat, lon = expected_gps(photos_dir)["DSCN0010.jpg"]
+    assert f"({lat:.3f}, {lon:.3f}; similarity 1.00)" in details.split("**Dissimilar")[0]
+    # with nothing attached, Locate is about the conversation's photo again (not in the gallery)
+    _map, details = client.predict(NOTHING_ATTACHED, api_name="/locate")
+    assert "Similar gallery photos" in details and "similarity 1.00" not in details
+
+
+def test_without_a_predicted_point_the_neighbours_are_drawn_on_one_map() -> None:
+    prediction = Prediction(
+        raw="somewhere nice",
+        similar=[Neighbor("near", 43.46, 11.88, 0.93, "Arezzo"), Neighbor("next", 43.47, 11.87, 0.9, "Arezzo")],
+        dissimilar=[Neighbor("far", -1.29, 36.82, 0.04, "Nairobi")],
+    )
+    panel = map_html(prediction)
+    assert panel.count("<svg") == 1 and "gaea-overview" not in panel
+    assert panel.count('class="gaea-similar"') == 2 and panel.count('class="gaea-dissimilar"') == 1
+    # the one map frames every neighbour, the far dissimilar one too
+    west, north_neg, span_lon, span_lat = map(float, re.search(r'viewBox="([^"]+)"', panel).group(1).split())
+    for lat, lon in ((43.46, 11.88), (-1.29, 36.82)):
+        assert west < lon < west + span_lon and north_neg < -lat < north_neg + span_lat
 
 
 def test_a_text_file_named_jpg_gets_a_readable_message(app_url: str, tmp_path: Path) -> None:
@@ -210,14 +245,18 @@ def test_gaea_ui_refuses_bad_options_before_loading_a_model(tmp_path: Path, caps
     assert "not a folder" in capsys.readouterr().err
 
 
-def test_examples_are_the_given_folders_photos_and_only_it_is_served(tmp_path: Path, photos_dir: Path) -> None:
+def test_examples_are_the_given_folders_photos_and_only_they_are_served(tmp_path: Path, photos_dir: Path) -> None:
     from ui.app import example_photos
 
     (tmp_path / "arezzo.jpg").write_bytes((photos_dir / "DSCN0010.jpg").read_bytes())
+    (tmp_path / ".hidden.jpg").write_bytes((photos_dir / "DSCN0010.jpg").read_bytes())
     (tmp_path / "notes.txt").write_text("not a photo")
-    assert example_photos(tmp_path) == [str(tmp_path / "arezzo.jpg")]
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-secret")
+    (tmp_path / "link.jpg").symlink_to(tmp_path / ".env")
+    photo = str((tmp_path / "arezzo.jpg").resolve())
+    assert example_photos(tmp_path) == [photo]
     assert example_photos(None) == []
-    assert launch_kwargs(examples_dir=tmp_path)["allowed_paths"] == [str(tmp_path.resolve())]
+    assert launch_kwargs(examples_dir=tmp_path)["allowed_paths"] == [photo]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(BadInputError, match="no photos"):

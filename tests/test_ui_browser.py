@@ -89,6 +89,24 @@ def test_upload_ask_see_the_answer_and_the_map(page, photos_dir: Path, artifacts
     assert screenshot.stat().st_size > 10_000
 
 
+def test_locate_on_a_photo_attached_but_not_sent_draws_its_neighbours_on_one_map(page, photos_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    # attached, not sent: the person looks at this photo and asks for the map
+    page.locator("#gaea-input input[type=file]").set_input_files(str(photos_dir / "DSCN0010.jpg"))
+    expect(page.locator("#gaea-input img, #gaea-input .thumbnail-item")).not_to_have_count(0, timeout=WAIT_MS)
+    page.locator("#gaea-locate").click()
+    details = page.locator("#gaea-details")
+    # DSCN0010.jpg is in the gallery: it is its own nearest neighbour
+    expect(details).to_contain_text("similarity 1.00", timeout=WAIT_MS)
+    expect(details).not_to_contain_text("Upload a photo first")
+    expect(page.locator("#gaea-chat [data-testid='user']")).to_have_count(0)  # nothing was sent
+    maps = page.locator("#gaea-map svg.gaea-map")
+    expect(maps.first.locator("circle.gaea-similar").first).to_be_attached()
+    expect(details).to_contain_text("No usable location")  # the tiny model names no place...
+    expect(maps).to_have_count(1)  # ...so the neighbours are drawn on one map, not twice
+
+
 def test_a_text_file_renamed_jpg_shows_the_error_in_the_page(page, tmp_path: Path, artifacts_dir: Path) -> None:
     from playwright.sync_api import expect
 

@@ -23,6 +23,7 @@ from gaea.errors import BadInputError, GaeaError  # noqa: E402
 from gaea.images import IMAGE_SUFFIXES, load_image  # noqa: E402
 from gaea.types import Message, Prediction  # noqa: E402
 from ui.map import map_html  # noqa: E402
+from ui.security import KEEP_UPLOADS_S  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ STREAM_INTERVAL_S = 0.25
 #: Seconds between two looks of Gradio's queue for new requests, and for progress to report (see _calm_queue).
 QUEUE_POLL_S = 0.02
 PROGRESS_POLL_S = 0.25
+PHOTO_GONE = "This conversation's photo was deleted from the server (uploads are not kept long): upload it again."
 #: Photos in the chat as thumbnails: the full photo is a click away (the chat's own full-screen view).
 APP_CSS = "#gaea-chat img { max-height: 220px; width: auto; object-fit: contain; }"
 
@@ -111,8 +113,9 @@ def make_handlers(assistant: Any) -> dict[str, Any]:
             conversation = _refuse(conversation, text or "(upload)", f"Cannot use this file: {error}")
             yield cleared, conversation.display, conversation
             return
-        if conversation.photo is None:
-            conversation = _refuse(conversation, text, "Upload a photo first (JPEG, PNG, WebP or HEIC).")
+        if conversation.photo is None or not Path(conversation.photo).exists():
+            refusal = PHOTO_GONE if conversation.photo else "Upload a photo first (JPEG, PNG, WebP or HEIC)."
+            conversation = _refuse(Conversation(display=conversation.display), text, refusal)
             yield cleared, conversation.display, conversation
             return
         chat = conversation.display = list(conversation.display)
@@ -139,12 +142,19 @@ def make_handlers(assistant: Any) -> dict[str, Any]:
         conversation.history = [*earlier, Message.user(question), Message.assistant(answer)]
         yield cleared, chat, conversation
 
-    def locate(conversation: Conversation | None) -> tuple[str, str]:
-        if conversation is None or conversation.photo is None:
-            gr.Warning("Upload a photo first, then press Locate.")
-            return map_html(None), "Upload a photo first, then press **Locate**."
+    def locate(message: dict | None, conversation: Conversation | None) -> tuple[str, str]:
+        # The photo attached to the message box (not sent yet) is the one the person looks at: it comes first.
+        files = (message or {}).get("files") or []
+        path = _file_path(files[-1]) if files else (conversation.photo if conversation else None)
+        if path is None or not Path(path).exists():
+            refusal = PHOTO_GONE if path else "Upload a photo first, then press **Locate**."
+            gr.Warning(refusal.replace("**", ""))
+            return map_html(None), refusal
         try:
-            prediction = assistant.locate(load_image(conversation.photo))
+            prediction = assistant.locate(load_image(path))
+        except BadInputError as error:
+            gr.Warning(f"Cannot use this file: {_readable(error, path)}")
+            return map_html(None), f"{ERROR_MARK} Cannot use this file: {_readable(error, path)}"
         except GaeaError as error:
             gr.Warning(f"Locate failed: {error}")
             return map_html(None), f"{ERROR_MARK} Locate failed: {error}"
@@ -186,19 +196,31 @@ def prediction_markdown(prediction: Prediction) -> str:
 
 
 def example_photos(examples_dir: str | Path | None) -> list[str]:
-    """The photos in `examples_dir` (sorted), none when it is None."""
+    """The photos in `examples_dir` (sorted): regular image files, no hidden ones; none when it is None.
+
+    These files, and nothing else of the folder, are what the app may serve from it."""
     if examples_dir is None:
         return []
     folder = Path(examples_dir)
     if not folder.is_dir():
         raise BadInputError(f"--examples {folder}: not a folder")
-    photos = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    photos = sorted(
+        str(path.resolve()) for path in folder.iterdir()
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+        and not path.is_symlink() and path.is_file()
+    )
     if not photos:
         raise BadInputError(f"--examples {folder}: no photos in it ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return photos
 
 
-def build_app(assistant: Any, *, examples_dir: str | Path | None = None, title: str = "GAEA") -> gr.Blocks:
+def build_app(
+    assistant: Any,
+    *,
+    examples_dir: str | Path | None = None,
+    title: str = "GAEA",
+    keep_uploads_s: int = KEEP_UPLOADS_S,
+) -> gr.Blocks:
     """The chat page for `assistant` (anything with `chat(history, image, message)` and `locate(image)`).
 
     Parameters
@@ -209,9 +231,13 @@ def build_app(assistant: Any, *, examples_dir: str | Path | None = None, title: 
         Photos offered as examples; None offers none.
     title
         The page's title.
+    keep_uploads_s
+        Uploaded photos are deleted once they are this old (checked every tenth of that, at least every minute),
+        so that the upload folder does not grow for as long as the app runs.
     """
     handlers = make_handlers(assistant)
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
+    delete_cache = (max(1, min(60, keep_uploads_s // 10)), keep_uploads_s)
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=delete_cache) as app:
         gr.Markdown(
             f"# {title}: where was this photo taken?\n"
             "Drop a photo (JPEG, PNG, WebP, HEIC), ask about it, keep talking. **Locate** puts the predicted "
@@ -243,7 +269,7 @@ def build_app(assistant: Any, *, examples_dir: str | Path | None = None, title: 
             api_name="chat", concurrency_id="model", concurrency_limit=1,
         )
         locate_event = locate.click(
-            handlers["locate"], [conversation], [map_panel, details],
+            handlers["locate"], [textbox, conversation], [map_panel, details],
             api_name="locate", concurrency_id="model", concurrency_limit=1,
         )
         stop.click(None, None, None, cancels=[chat_event, locate_event], api_visibility="private")
@@ -278,18 +304,22 @@ def launch_kwargs(
     examples_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Arguments of `Blocks.launch` that keep the page private by default: loopback only, no share link,
-    optional login, uploads capped at the largest image accepted, and no files served but the app's own
-    (plus the example photos, when there are some)."""
+    optional login (failed logins slowed down per client), uploads capped at the largest image accepted, and
+    no files served but the app's own (plus the example photos themselves, when there are some)."""
+    from starlette.middleware import Middleware
+
     from gaea.settings import get_settings
+    from ui.security import LoginThrottle
 
     return {
         "server_name": host,
         "server_port": port,
         "auth": auth,
         "share": False,
-        "allowed_paths": [str(Path(examples_dir).resolve())] if examples_dir else [],
+        "allowed_paths": example_photos(examples_dir),
         "max_file_size": get_settings().max_image_bytes,
         "show_error": True,
         "quiet": True,
         "css": APP_CSS,
+        "app_kwargs": {"middleware": [Middleware(LoginThrottle)]} if auth else {},
     }

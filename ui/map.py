@@ -109,10 +109,11 @@ def _neighbour_title(kind: str, neighbour: Neighbor) -> str:
 def map_svg(prediction: Prediction | None, *, overview: bool = False, height_px: int = HEIGHT_PX) -> str:
     """The map as one `<svg>` element: outlines, then dissimilar, similar and (on top) predicted markers.
 
-    It is framed on the predicted point and its similar neighbours, or with `overview` on every marker
-    (dissimilar neighbours are, by construction, far away: they get the overview).
+    It is framed on the predicted point and its similar neighbours, or with `overview` (and wherever there is no
+    predicted point to frame) on every marker: dissimilar neighbours are, by construction, far away.
     """
-    box = view_box(_points(prediction, with_dissimilar=overview))
+    frame_all = overview or prediction is None or prediction.point is None
+    box = view_box(_points(prediction, with_dissimilar=frame_all))
     radius = box.span_lon * 0.014  # about 6 px at the panel's usual width
     outlines = "".join(
         f'<path d="{path}"><title>{html.escape(name)}</title></path>' for name, path in country_outlines()
@@ -170,17 +171,19 @@ def _interactive_map(lat: float, lon: float) -> str:
 
 
 def map_html(prediction: Prediction | None) -> str:
-    """The map panel: the SVG map (and a world overview when there are dissimilar neighbours), a legend and,
-    when there is a point, a link to it on OpenStreetMap and an interactive map of it, folded."""
+    """The map panel: the SVG map (and, when it is zoomed on a predicted point, a world overview of the dissimilar
+    neighbours), a legend and, when there is a point, a link to it on OpenStreetMap and an interactive map of
+    it, folded. Without a predicted point there is one map, of every neighbour."""
+    has_point = prediction is not None and prediction.point is not None
     parts = [f'<div class="gaea-map-panel">{map_svg(prediction)}']
-    if prediction is not None and prediction.dissimilar:
+    if has_point and prediction.dissimilar:
         parts.append(f'<div style="margin-top:0.3em">{map_svg(prediction, overview=True, height_px=180)}</div>')
     parts.append(f'<div style="font-size:0.85em">{_legend()}')
-    if prediction is not None and prediction.point is not None:
+    if has_point:
         link = osm_link(prediction.lat, prediction.lon)
         parts.append(f' · <a href="{html.escape(link)}" target="_blank" rel="noopener">open in OpenStreetMap</a>')
     parts.append("</div>")
-    if prediction is not None and prediction.point is not None:
+    if has_point:
         parts.append(_interactive_map(prediction.lat, prediction.lon))
     parts.append("</div>")
     return "".join(parts)

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -180,10 +182,73 @@ def build_transformers_command(model: str, *, host: str = "127.0.0.1", port: int
     return [sys.executable, "-m", "gaea.models.serving", "transformers", *serve_args]
 
 
+class _AnswerTextParser:
+    """transformers serve's ResponseParser, whose answer text leaves out the tokenizer's special tokens.
+
+    The parser reads a decode that keeps special tokens (it needs the delimiters of reasoning and tool calls), and
+    hands every special token that is no delimiter of its (`<|im_start|>`, `<|vision_end|>`, ...) on to the client
+    inside the answer. The in-process backend decodes with `skip_special_tokens=True`; served answers should read
+    the same.
+    """
+
+    def __init__(self, parser: Any, special_tokens: re.Pattern[str]) -> None:
+        self._parser = parser
+        self._special_tokens = special_tokens
+        self.initial_events = self._clean(parser.initial_events)
+
+    def feed(self, text: str) -> list[dict]:
+        return self._clean(self._parser.feed(text))
+
+    def finalize(self) -> tuple[dict, list[dict]]:
+        message, events = self._parser.finalize()
+        return message, self._clean(events)
+
+    def _clean(self, events: list[dict]) -> list[dict]:
+        return [
+            {**event, "text": self._special_tokens.sub("", event["text"])}
+            if event.get("type") == "region_chunk" and isinstance(event.get("text"), str) else event
+            for event in events
+        ]
+
+
+def _special_tokens_pattern(processor: Any) -> re.Pattern[str]:
+    """A pattern matching each special token of the processor's tokenizer (longest first)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    tokens = {token.content for token in getattr(tokenizer, "added_tokens_decoder", {}).values() if token.special}
+    tokens |= set(getattr(tokenizer, "all_special_tokens", []))
+    alternatives = "|".join(re.escape(token) for token in sorted(tokens, key=len, reverse=True) if token)
+    return re.compile(alternatives or r"(?!)")
+
+
+def _serve_answers_without_special_tokens() -> None:
+    """Make transformers serve's answers (streamed or whole, chat completions and responses) free of special tokens."""
+    from transformers.cli.serving import chat_completion, response, utils
+
+    build_parser, parse_message = utils.build_response_parser, utils.parse_assistant_message
+
+    def build_response_parser(processor: Any, model: Any, input_ids: Any, tools: Any = None) -> Any:
+        parser = build_parser(processor, model, input_ids, tools=tools)
+        return None if parser is None else _AnswerTextParser(parser, _special_tokens_pattern(processor))
+
+    def parse_assistant_message(processor: Any, model: Any, generated_ids: Any, input_ids: Any,
+                                cleaned_content: str = "", tools: Any = None) -> tuple:
+        content, reasoning, tool_calls = parse_message(
+            processor, model, generated_ids, input_ids, cleaned_content=cleaned_content, tools=tools
+        )
+        special_tokens = _special_tokens_pattern(processor)
+        return special_tokens.sub("", content), reasoning and special_tokens.sub("", reasoning), tool_calls
+
+    for module in (chat_completion, response):  # both import the two functions by name
+        module.build_response_parser = build_response_parser
+        module.parse_assistant_message = parse_assistant_message
+
+
 def _run_transformers_cli(argv: list[str]) -> None:
-    """Run the `transformers` CLI with `argv`, processors loaded without torchvision when it is not installed."""
+    """Run the `transformers` CLI with `argv`: answers without special tokens, and processors loaded without
+    torchvision when it is not installed."""
     from transformers.cli.transformers import main as transformers_main
 
+    _serve_answers_without_special_tokens()
     if importlib.util.find_spec("torchvision") is None:
         from transformers.cli.serving import model_manager
 
@@ -193,7 +258,7 @@ def _run_transformers_cli(argv: list[str]) -> None:
             model_id, _revision = model_manager.split_revision(model_id_and_revision)
             return load_processor(model_id)
 
-        # Only the processor loader changes; the server, its routes and its model loading are stock.
+        # Only the processor loader and the answer text change; the server, its routes and model loading are stock.
         model_manager.ModelManager._load_processor = load_processor_without_torchvision
     sys.argv = ["transformers", *argv]
     transformers_main()
