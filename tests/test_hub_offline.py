@@ -43,22 +43,22 @@ def one_line_error(result: subprocess.CompletedProcess, command: str, *expected:
     return lines[0]
 
 
-HUB_COMMANDS = {
+HUB_COMMANDS = {  # case -> (command, its arguments, the hub id the error names)
     "finetune with a README recipe": (
-        "finetune",
+        "finetune train",
         ["--config", str(RECIPES / "qlora-qwen2.5-vl-7b-24gb.yaml"), "--data", "data", "--output_dir", "run"],
         "'Qwen/Qwen2.5-VL-7B-Instruct'",
     ),
     "finetune merge": (
-        "finetune", ["merge", "--base", "Qwen/Qwen2.5-VL-7B-Instruct", "--adapter", "adapter", "--out", "merged"],
+        "finetune merge", ["--base", "Qwen/Qwen2.5-VL-7B-Instruct", "--adapter", "adapter", "--out", "merged"],
         "'Qwen/Qwen2.5-VL-7B-Instruct'",
     ),
     "eval bench on the hub's GAEA-Bench": (
-        "eval", ["bench", "--dataset", "ucf-crcv/GAEA-Bench", "--model", "model", "--judge-free", "--out", "bench"],
+        "eval bench", ["--dataset", "ucf-crcv/GAEA-Bench", "--model", "model", "--judge-free", "--out", "bench"],
         "'ucf-crcv/GAEA-Bench'",
     ),
     "gallery build with the default encoder": (
-        "gallery", ["build", "--images", "photos", "--out", "gallery"], "'openai/clip-vit-large-patch14'",
+        "gallery build", ["--images", "photos", "--out", "gallery"], "'openai/clip-vit-large-patch14'",
     ),
 }
 
@@ -75,7 +75,7 @@ def test_a_hub_command_fails_in_one_line_when_the_hub_is_out_of_reach(
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text('{"r": 8}')
     (adapter / "adapter_model.safetensors").write_bytes(b"")
-    result = gaea(command, *args, cwd=tmp_path, env=unreachable_hub)
+    result = gaea(*command.split(), *args, cwd=tmp_path, env=unreachable_hub)
     line = one_line_error(result, command, named, unreachable_hub["HF_ENDPOINT"], "cannot be reached", "offline")
     assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
     assert "make demo" in line or "local dataset" in line
@@ -87,16 +87,16 @@ def test_with_hf_hub_offline_set_a_model_missing_from_the_cache_is_one_line(
     (tmp_path / "photos").symlink_to(photos_dir)
     result = gaea("gallery", "build", "--images", "photos", "--out", "gallery", cwd=tmp_path,
                   env={**unreachable_hub, "HF_HUB_OFFLINE": "1"})
-    one_line_error(result, "gallery", "'openai/clip-vit-large-patch14'", "HF_HUB_OFFLINE", "make demo")
+    one_line_error(result, "gallery build", "'openai/clip-vit-large-patch14'", "HF_HUB_OFFLINE", "make demo")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None,
                     reason="deepspeed is installed here, so the GAEA recipe cannot show its missing-package message")
 def test_the_gaea_recipe_without_deepspeed_names_the_extra(tiny_vlm: Path, tmp_path: Path) -> None:
-    result = gaea("finetune", "--config", str(RECIPES / "gaea-qwen2.5-vl-7b.yaml"), "--model_name_or_path",
+    result = gaea("finetune", "train", "--config", str(RECIPES / "gaea-qwen2.5-vl-7b.yaml"), "--model_name_or_path",
                   str(tiny_vlm), "--data", str(tmp_path), "--output_dir", str(tmp_path / "run"),
                   cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
-    one_line_error(result, "finetune", "deepspeed", "pip install -e .[deepspeed]")
+    one_line_error(result, "finetune train", "deepspeed", "pip install -e .[deepspeed]")
     assert "PackageNotFoundError" not in result.stderr
 
 
@@ -108,8 +108,8 @@ def test_the_cpu_smoke_recipe_trains_the_tiny_model_quietly(
                  str(shared_data / "osm" / "west-oakland.osm.bz2"), "--no-hf", "--quiet",
                  cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
     assert built.returncode == 0, built.stderr
-    result = gaea("finetune", "--config", str(RECIPES / "cpu-smoke.yaml"), "--model_name_or_path", str(tiny_vlm),
-                  "--data", str(data), "--output_dir", str(tmp_path / "run"),
+    result = gaea("finetune", "train", "--config", str(RECIPES / "cpu-smoke.yaml"),
+                  "--model_name_or_path", str(tiny_vlm), "--data", str(data), "--output_dir", str(tmp_path / "run"),
                   cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
     assert "adapter saved to" in result.stdout and "step=4" in result.stdout
