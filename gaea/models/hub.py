@@ -60,7 +60,8 @@ def _hub_access_problem(repo_id: str, repo_type: str, timeout_s: float) -> str |
         return None  # a local path, or no hub id at all: the loader's own error names it
     cached = _cached(repo_id, repo_type)
     if constants.HF_HUB_OFFLINE:
-        return None if cached else "HF_HUB_OFFLINE is set and the Hugging Face hub cache holds no copy of it"
+        return None if cached else ("HF_HUB_OFFLINE is set, the Hugging Face hub cache holds no copy of it and no "
+                                    "local folder has that name")
     problem = _hub_problem(constants.ENDPOINT, timeout_s)
     if problem is None:
         return None
@@ -68,7 +69,8 @@ def _hub_access_problem(repo_id: str, repo_type: str, timeout_s: float) -> str |
         log.warning("the Hugging Face hub is out of reach (%s); loading %s from the local cache", problem, repo_id)
         _go_offline()
         return None
-    return f"the Hugging Face hub ({constants.ENDPOINT}) cannot be reached ({problem}) and the cache holds no copy"
+    return (f"the Hugging Face hub ({constants.ENDPOINT}) cannot be reached ({problem}), the cache holds no copy "
+            "and no local folder has that name")
 
 
 def _is_repo_id(text: str) -> bool:
