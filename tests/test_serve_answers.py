@@ -70,4 +70,9 @@ def test_served_and_in_process_answers_are_the_same_text(served: str, tiny_vlm: 
     finally:
         backend.close()
     local = load_backend("transformers", model=str(tiny_vlm), device="cpu").generate(messages, params=PARAMS)
-    assert served_answer.strip() == local.strip() == served_stream.strip()
+    assert whole_characters(served_answer) == whole_characters(local) == whole_characters(served_stream)
+
+
+def whole_characters(answer: str) -> str:
+    # The token limit may cut a character after its first byte; decoders differ on showing that as U+FFFD.
+    return answer.strip().rstrip("\ufffd").rstrip()
