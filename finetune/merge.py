@@ -11,15 +11,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from gaea.errors import BadInputError, ConfigError
-from gaea.models.adapters import adapter_weights_file, load_adapter
 from gaea.models.hub import prepare_hub_model
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+DTYPES = ("bfloat16", "float16", "float32")
 
 
 def merge_adapter(base: str | Path, adapter: str | Path, out_dir: str | Path, *, dtype: str = "bfloat16") -> Path:
@@ -36,19 +33,21 @@ def merge_adapter(base: str | Path, adapter: str | Path, out_dir: str | Path, *,
     ConfigError
         When `dtype` is unknown or `base` cannot be loaded.
     """
-    from transformers import AutoModelForImageTextToText
-
-    from gaea.models.vlm import load_processor
-
-    if dtype not in _DTYPES:
-        raise ConfigError(f"dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")
-    adapter_weights_file(adapter)
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"{out}: the output folder exists and is not empty")
-    prepare_hub_model(base, what="base model")
+    prepare_hub_model(base, what="base model")  # before torch loads: an offline failure is fast
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from gaea.models.adapters import adapter_weights_file, load_adapter
+    from gaea.models.vlm import load_processor
+
+    adapter_weights_file(adapter)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(str(base), dtype=_DTYPES[dtype])
+        model = AutoModelForImageTextToText.from_pretrained(str(base), dtype=getattr(torch, dtype))
     except (OSError, ValueError) as error:
         raise ConfigError(f"base model {str(base)!r}: cannot load it ({error})") from error
     merged = load_adapter(model, adapter).merge_and_unload()

@@ -42,12 +42,12 @@ class Embedder:
                  device: str | None = None):
         self.model_name = str(model or get_settings().encoder)
         self.batch_size = batch_size
-        import torch
-
         from gaea.models.hub import prepare_hub_model
 
+        prepare_hub_model(self.model_name, what="image encoder")  # before torch loads: an offline failure is fast
+        import torch
+
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        prepare_hub_model(self.model_name, what="image encoder")
         self.library = _resolve_library(self.model_name, library)
         if self.library == "transformers":
             self._model, self._processor = _load_transformers_encoder(self.model_name, self.device)
