@@ -6,7 +6,7 @@ interleaved so that machine load drifts hit both sides alike:
 - in process: `TransformersBackend.generate` against plain transformers (`apply_chat_template` +
   `model.generate` + `decode`), and the time to the first streamed piece against a whole answer;
 - over HTTP: `OpenAIBackend.generate` against the official `openai` SDK, both asking the same real
-  `transformers serve` on 127.0.0.1.
+  `transformers serve` on 127.0.0.1 for a streamed answer and joining it.
 
 Target: our wrappers add under 10% (CPU-time ratio within 1.10; over HTTP that is the client's CPU, the
 server's work being the same on both sides). Run: `.venv/bin/python benchmarks/backends.py`.
@@ -134,12 +134,14 @@ def main() -> None:
             sdk = OpenAI(base_url=base_url, api_key="EMPTY")
 
             def with_sdk() -> str:
-                # The image is encoded on every call on both sides, as a client must.
+                # The image is encoded on every call on both sides, as a client must; both sides stream the
+                # answer (OpenAIBackend.generate does, to tell a stalled server from a busy one) and join it.
                 payload = [message.to_openai() for message in messages]
-                answer = sdk.chat.completions.create(
-                    model=client.model, messages=payload, max_tokens=args.max_new_tokens, temperature=0.0, top_p=1.0
+                chunks = sdk.chat.completions.create(
+                    model=client.model, messages=payload, max_tokens=args.max_new_tokens, temperature=0.0, top_p=1.0,
+                    stream=True,
                 )
-                return answer.choices[0].message.content
+                return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
 
             assert client.generate(messages, params=params) == with_sdk()
             ours, with_sdk_samples = interleaved(lambda: client.generate(messages, params=params), with_sdk, args.turns)

@@ -37,7 +37,8 @@ GAEA = str(Path(sys.executable).parent / "gaea")
 OPENAI_KEY = "sk-openai-test-0000"
 KEY_VARIABLES = ("OPENAI_API_KEY", MODEL_KEY_ENV, JUDGE_KEY_ENV, REWRITE_KEY_ENV)
 #: Every secret the runs below are given; none may appear in a file or a log.
-SECRETS = (OPENAI_KEY, "model-key-1111", "judge-key-2222", "rw-pass-3333", "query-secret-4444", "judge-q-5555")
+SECRETS = (OPENAI_KEY, "model-key-1111", "judge-key-2222", "rw-pass-3333", "query-secret-4444", "judge-q-5555",
+           "model-pass-6666")
 
 
 @pytest.fixture
@@ -207,8 +208,9 @@ def test_a_build_writes_and_logs_no_credential(built) -> None:
     assert "http://***@127.0.0.1:" in (out / "README.md").read_text()
 
 
-def _bench(dataset: Path, out: Path, servers: dict, *extra: str) -> list[str]:
-    return ["eval", "bench", "--dataset", str(dataset), "--base-url", servers["model"][0], "--served-model", "stub",
+def _bench(dataset: Path, out: Path, servers: dict, *extra: str, model_url: str | None = None) -> list[str]:
+    model_url = model_url or servers["model"][0]
+    return ["eval", "bench", "--dataset", str(dataset), "--base-url", model_url, "--served-model", "stub",
             "--judge-base-url", servers["judge"][0] + "?key=judge-q-5555", "--judge-model", "gpt-4o", "--out",
             str(out), "--limit", "2", "--judge-attempts", "1", *extra]
 
@@ -243,6 +245,19 @@ def test_eval_sends_each_server_its_own_key_and_records_none(
     assert json.loads((out / "results.json").read_text())["config"]["judge_base_url"].endswith("/v1?key=***")
 
 
+def test_eval_with_credentials_in_the_model_url_records_them_redacted(keyless_env, servers, built, tmp_path) -> None:
+    keyless_env.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    _clear(servers)
+    out = tmp_path / "run"
+    model_url = servers["model"][0].replace("http://", "http://me:model-pass-6666@") + "?key=query-secret-4444"
+    assert gaea_main(_bench(built[0], out, servers, model_url=model_url)) == 0
+    assert _authorizations(servers, "model") == {"Basic bWU6bW9kZWwtcGFzcy02NjY2"}  # me:model-pass-6666
+    assert {request.path for request in servers["model"][1]} == {"/v1/chat/completions?key=query-secret-4444"}
+    assert not [secret for secret in SECRETS if secret in _files_text(out)]
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["base_url"].startswith("http://***@127.0.0.1:") and config["base_url"].endswith("/v1?key=***")
+
+
 def test_the_readme_example_as_a_real_process_keeps_the_openai_key_off_the_local_server(
     servers, built, tmp_path: Path
 ) -> None:
@@ -264,3 +279,17 @@ def test_the_readme_example_as_a_real_process_keeps_the_openai_key_off_the_local
 def test_an_overpass_url_with_credentials_is_recorded_redacted(tmp_path: Path) -> None:
     source = OverpassSource("https://u:p4ss@overpass.example/api/interpreter?key=s3cret", cache_dir=tmp_path)
     assert source.name == "overpass:https://***@overpass.example/api/interpreter?key=***"
+
+
+def test_the_rewriter_has_a_key_of_its_own(keyless_env) -> None:
+    from data_pipeline.rewrite import QuestionRewriter
+
+    keyless_env.setenv(MODEL_KEY_ENV, "model-key-1111")
+    keyless_env.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    record = {"id": "x", "question": "Is this photo from Italy?"}
+    with recording_openai_server("Was this photo taken in Italy?") as (base_url, requests):
+        QuestionRewriter(base_url, "stub").rewrite_record(record)
+        keyless_env.setenv(REWRITE_KEY_ENV, "rw-variable")
+        QuestionRewriter(base_url, "stub").rewrite_record(record)
+        QuestionRewriter(base_url, "stub", api_key="rw-option").rewrite_record(record)
+    assert [request.authorization for request in requests] == [None, "Bearer rw-variable", "Bearer rw-option"]

@@ -61,7 +61,7 @@ def make_source(server: OverpassReplayServer, tmp_path: Path):
             "http_timeout_s": 10.0,  # generous: a busy CI machine must not turn a slow answer into a retry
         }
         options.update(overrides)
-        return OverpassSource(server.url, **options)
+        return OverpassSource(options.pop("url", server.url), **options)
 
     return make
 
@@ -314,3 +314,17 @@ def test_defaults_come_from_settings(monkeypatch, tmp_path: Path) -> None:
     assert source.name == "overpass:https://overpass.example/api/interpreter"
     assert source.user_agent == get_settings().user_agent
     assert source.http_timeout_s > source.timeout_s == 180
+
+
+def test_credentials_in_the_url_reach_the_server_and_no_message(server, make_source) -> None:
+    url = server.url.replace("http://", "http://osm:p4ss-7777@") + "?key=s3cret-8888"
+    source = make_source(url=url)
+    assert [f.osm_id for f in source.features(NEAR_KIOSK, 500.0)] == [KIOSK_ID]
+    sent = server.requests[0]
+    assert sent.path == "/api/interpreter?key=s3cret-8888"
+    assert sent.headers["Authorization"] == "Basic b3NtOnA0c3MtNzc3Nw=="  # osm:p4ss-7777
+    server.queue(Status(400))
+    with pytest.raises(OSMError) as error:
+        source.features(NEAR_KIOSK, 1500.0)
+    assert "p4ss-7777" not in str(error.value) and "s3cret-8888" not in str(error.value)
+    assert "p4ss" not in source.name and "s3cret" not in source.name

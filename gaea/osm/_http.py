@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from gaea.credentials import split_endpoint
+from gaea.credentials import client_options, split_endpoint
 from gaea.errors import OSMError
 from gaea.io import atomic_write_bytes
 from gaea.osm.convert import JSON_TYPE, XML_TYPE
@@ -51,7 +51,8 @@ class OverpassHTTP:
 
     def __post_init__(self) -> None:
         #: The endpoint as messages may show it (no credentials, no query values).
-        self.shown_url = split_endpoint(self.url).shown
+        self._endpoint = split_endpoint(self.url)
+        self.shown_url = self._endpoint.shown
         self._client: httpx.Client | None = None
         self._pace_lock = threading.Lock()
         self._last_request_at = -math.inf
@@ -109,7 +110,7 @@ class OverpassHTTP:
         client = self._http()
         self._wait_for_turn()
         self.requests_sent += 1
-        response = client.post(self.url, data={"data": query})
+        response = client.post(self._endpoint.url, data={"data": query})
         if response.status_code == 200:
             return response.content, response.headers.get("content-type", "").split(";")[0].strip()
         if is_retryable_status(response.status_code):
@@ -125,11 +126,10 @@ class OverpassHTTP:
 
     def _http(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(
-                headers={"User-Agent": self.user_agent},
-                timeout=httpx.Timeout(self.http_timeout_s),
-                follow_redirects=True,
-            )
+            options = client_options(self._endpoint, api_key=None)
+            options["headers"]["User-Agent"] = self.user_agent
+            # httpx drops the credentials when a redirect leaves the endpoint's origin.
+            self._client = httpx.Client(timeout=httpx.Timeout(self.http_timeout_s), follow_redirects=True, **options)
         return self._client
 
 
