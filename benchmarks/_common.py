@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,3 +51,45 @@ def saved_answer_server(answer: Path) -> Iterator[SavedAnswerServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+#: How a loopback chat server answers one request: given the request's path and headers, the status, the
+#: headers and the chunks of the body (written and flushed one by one; the connection closes after the last).
+Answer = Callable[[str, dict[str, str]], tuple[int, dict[str, str], Iterator[bytes]]]
+
+
+def background_chat_server(answer: Answer) -> str:
+    """An HTTP server on 127.0.0.1 answering every request with `answer`, in daemon threads that end with
+    this process (the server outlives the command it is started for); its API root ``http://127.0.0.1:PORT/v1``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, headers, chunks = answer(self.path, {k.lower(): v for k, v in self.headers.items()})
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up: its case
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                for chunk in chunks:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+
+
+def sse_event(text: str = "", *, finish_reason: str | None = None) -> bytes:
+    """One chat-completion chunk as a server-sent event."""
+    choice = {"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}
+    return f"data: {json.dumps({'choices': [choice]})}\n\n".encode()
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"Content-Type": "text/event-stream"}
