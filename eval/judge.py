@@ -9,7 +9,6 @@ judge error and counted, never given a score.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -18,6 +17,7 @@ from typing import Any
 
 from eval.judge_prompts import JUDGE_KEYS, JUDGE_SYSTEM, judge_prompt, judge_retry_prompt
 from gaea.errors import BackendError
+from gaea.jsontext import last_object_with
 from gaea.models.backends import Backend
 from gaea.records import QARecord
 from gaea.types import GenerationParams, Message
@@ -58,7 +58,7 @@ def parse_judge_reply(text: str, question_type: str) -> dict[str, float]:
         only the expected count of numbers.
     """
     keys = JUDGE_KEYS[question_type]
-    obj = _json_object_with(text, keys)
+    obj = last_object_with(text, keys, strict=True)
     if obj is not None:
         return {key: _criterion(obj[key], key=key, question_type=question_type) for key in keys}
     numbers = _bare_numbers(text)
@@ -78,20 +78,6 @@ def score_of(criteria: dict[str, float]) -> float:
 def _snippet(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _json_object_with(text: str, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    """The first JSON object in `text` (bare, fenced or embedded) that has all of `keys`."""
-    stripped = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
-    candidates = [stripped] + re.findall(r"\{[^{}]*\}", stripped)
-    for candidate in candidates:
-        try:
-            obj = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and all(key in obj for key in keys):
-            return obj
-    return None
 
 
 def _bare_numbers(text: str) -> list[float] | None:

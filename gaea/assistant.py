@@ -19,7 +19,6 @@ Confidence (``Prediction.confidence``, in [0, 1]; None when nothing supports an 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections import OrderedDict
@@ -34,6 +33,7 @@ from gaea import prompts
 from gaea.errors import BadInputError, NoLocationError
 from gaea.geo import haversine_km, parse_location
 from gaea.images import load_image
+from gaea.jsontext import json_values
 from gaea.models.backends import Backend
 from gaea.types import GenerationParams, GeoPoint, Message, Neighbor, Prediction
 
@@ -220,14 +220,10 @@ def require_location(prediction: Prediction) -> GeoPoint:
 
 
 def _json_field(text: str, key: str) -> str:
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            obj, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get(key), str):
-            return obj[key].strip()
+    """A string field of the last JSON object in `text` that has it (the final one, where a model revises)."""
+    for value in reversed(json_values(text)):
+        if isinstance(value, dict) and isinstance(value.get(key), str):
+            return value[key].strip()
     return ""
 
 

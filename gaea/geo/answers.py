@@ -1,515 +1,238 @@
-"""Reading a location out of free model text: JSON objects, coordinates in every common notation, and
-"City, Country" answers."""
+"""Reading a location out of free model text, as a careful reader would.
+
+Real answers reason first and answer last (or the other way round), restate their coordinates in prose,
+write JSON fenced, inline, nested or broken, sign a longitude in the JSON and letter it in the prose, give
+placeholders, ranges and candidate lists, or refuse. `parse_location` reads the final answer: JSON (read
+leniently by `gaea.jsontext`), then coordinates in prose, then a named place geocoded offline, and says
+how it read it, or why it read nothing.
+"""
 
 from __future__ import annotations
 
-import ast
-import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from gaea.geo._gazetteer import gazetteer, name_key
-from gaea.geo.places import GeoPlace, _city_rows, _country_fields, _in_country, geocode, normalize_country
+from gaea.geo import _answer_text as wording
+from gaea.geo._coordinates import Found, make_point, pairs_in_text, read_value
+from gaea.geo._gazetteer import name_key
+from gaea.geo._place_names import (
+    Named,
+    has_key,
+    has_place_keys,
+    labelled_places,
+    lookup,
+    names_alone,
+    normalized_keys,
+    place_of_json,
+    places_in_prose,
+)
+from gaea.geo.places import GeoPlace, geocode, normalize_country, reverse_geocode_many
+from gaea.jsontext import JsonSpan, find_json
 from gaea.types import GeoPoint
 
-Axis = str  # "lat" or "lon"
-
-# ---------------------------------------------------------------------------------------------------------
-# Text clean-up: typographic variants of the symbols the patterns below look for.
-
-_TYPOGRAPHY = str.maketrans(
-    {"′": "'", "’": "'", "‘": "'", "´": "'", "″": '"', "“": '"', "”": '"', "º": "°", "˚": "°", "−": "-", "*": " "}
-)
+Method = Literal["json", "coordinates", "place", "none"]
 
 
-def clean_text(text: str) -> str:
-    """The text with typographic primes, quotes, minus signs and markdown asterisks made plain ASCII."""
-    return text.translate(_TYPOGRAPHY).replace("''", '"')
+@dataclass(frozen=True)
+class ParsedLocation:
+    """A location read from a model answer.
 
-
-# ---------------------------------------------------------------------------------------------------------
-# One coordinate: signed decimal, or degrees with minutes and seconds, with or without a hemisphere.
-
-_HEMI = r"(?:[NSEW](?![A-Za-z])|(?i:north|south|east|west)\b)"
-_ANGLE = (
-    r"(?P<sign>[-+])?(?P<deg>\d{1,3}(?:\.\d+)?)(?!\d)\s*(?:°|(?i:degrees|degree|deg)\b)?"
-    r"(?:\s*(?P<min>\d{1,2}(?:\.\d+)?)\s*'(?:\s*(?P<sec>\d{1,2}(?:\.\d+)?)\s*\")?)?"
-)
-# A value after a label ("lat: 43.4", "Latitude 43°28'N", "latitude = N 43.4").
-_VALUE = re.compile(rf"(?:(?P<pre>{_HEMI})\s*)?{_ANGLE}(?:\s*(?P<post>{_HEMI}))?")
-# A coordinate that names its hemisphere, after ("43.4674N", "43°28'02.8\"N") or before ("N 43.4674").
-_MARKED = re.compile(
-    rf"(?<![\w.]){_ANGLE}\s*(?P<post>{_HEMI})|(?<![\w.])(?P<pre>[NSEW])\s*(?P<sign2>)(?P<deg2>\d{{1,3}}(?:\.\d+)?)"
-    rf"(?!\d)\s*(?:°|(?i:degrees|deg)\b)?(?:\s*(?P<min2>\d{{1,2}}(?:\.\d+)?)\s*'"
-    rf"(?:\s*(?P<sec2>\d{{1,2}}(?:\.\d+)?)\s*\")?)?"
-)
-_HEMI_AXIS = {"n": ("lat", 1.0), "s": ("lat", -1.0), "e": ("lon", 1.0), "w": ("lon", -1.0)}
-_LIMIT = {"lat": 90.0, "lon": 180.0}
-
-
-def _angle(groups: dict[str, str | None], suffix: str = "") -> float | None:
-    """Decimal degrees (unsigned) from degree/minute/second groups; None when minutes or seconds are >= 60."""
-    degrees = float(groups[f"deg{suffix}"])  # type: ignore[arg-type]
-    minutes = float(groups[f"min{suffix}"] or 0.0)
-    seconds = float(groups[f"sec{suffix}"] or 0.0)
-    if minutes >= 60.0 or seconds >= 60.0:
-        return None
-    return degrees + minutes / 60.0 + seconds / 3600.0
-
-
-def _hemisphere(word: str | None) -> tuple[Axis, float] | None:
-    return _HEMI_AXIS[word[0].lower()] if word else None
-
-
-def _signed(value: float, sign: str | None, hemisphere: tuple[Axis, float] | None) -> float:
-    # "-0.37° S" means south once, not north: the hemisphere decides when both are given.
-    if hemisphere is not None:
-        return math.copysign(value, hemisphere[1])
-    return -value if sign == "-" else value
-
-
-def _in_range(value: float, axis: Axis) -> bool:
-    return math.isfinite(value) and abs(value) <= _LIMIT[axis]
-
-
-def _point(lat: float | None, lon: float | None) -> GeoPoint | None:
-    if lat is None or lon is None or not (_in_range(lat, "lat") and _in_range(lon, "lon")):
-        return None
-    return GeoPoint(float(lat), float(lon))
-
-
-def parse_value(text: str, axis: Axis) -> float | None:
-    """One latitude or longitude written alone ("43.4674", "-0.37", "43°28'02.8\"N", "11.885 E").
-
-    Returns None when the text is not one coordinate, names the other axis's hemisphere, or is out of range.
+    ``method`` says where ``lat``/``lon`` came from: "json" (a JSON object), "coordinates" (coordinates
+    in prose), "place" (the named city/country geocoded offline; ``place`` holds the match) or "none"
+    (no usable coordinates; ``city``/``country`` may still hold names that could not be geocoded, and
+    ``reason`` says why nothing was read: a refusal, an error message, a placeholder, a range, ...).
+    ``city`` and ``country`` are the names as the answer writes them (hedges such as "Likely" dropped),
+    never filled in by reverse geocoding. ``sign_source`` is set where the answer gives one coordinate
+    with two signs (a JSON ``"long": 7.62`` and a prose "7.62° W"): "country" when the country the
+    answer names decided, "hemisphere" when the hemisphere letter did, or the method of the reading kept.
     """
-    match = _VALUE.fullmatch(clean_text(text).strip())
-    if match is None:
-        return None
-    hemisphere = _hemisphere(match["pre"] or match["post"])
-    if hemisphere is not None and hemisphere[0] != axis:
-        return None
-    value = _angle(match.groupdict())
-    if value is None:
-        return None
-    value = _signed(value, match["sign"], hemisphere)
-    return value if _in_range(value, axis) else None
+
+    lat: float | None = None
+    lon: float | None = None
+    city: str = ""
+    country: str = ""
+    method: Method = "none"
+    place: GeoPlace | None = None
+    reason: str = ""
+    sign_source: str = ""
+
+    @property
+    def point(self) -> GeoPoint | None:
+        return None if self.lat is None or self.lon is None else GeoPoint(self.lat, self.lon)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# JSON objects inside model text (fenced, inline, or Python-style dicts with single quotes).
+# Two readings of one coordinate agree within this many degrees (answers round differently).
+_SAME_VALUE = 0.011
+# Candidates closer than this are one answer given twice.
+_SAME_POINT_KM = 25.0
+# A disowning sentence ("This is a placeholder for the coordinates") follows the values closely.
+_DISOWN_REACH = 400
 
-_FENCE = re.compile(r"```[A-Za-z]*\s*(.*?)```", re.DOTALL)
-_LAT_KEYS = ("latitude", "lat")
-_LON_KEYS = ("longitude", "lon", "lng", "long")
-_PAIR_KEYS = ("coordinates", "coords", "coordinate", "location", "gps", "position", "latlon", "lat_lon", "latlng")
-_GEOJSON_KEYS = ("geometry", "geojson")
-
-
-def _balanced_spans(text: str) -> Iterator[str]:
-    """Every top-level {...} substring, matching braces outside string literals."""
-    depth, start, quote, escaped = 0, -1, "", False
-    for index, char in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-            continue
-        if char in "\"'" and depth:
-            quote = char
-        elif char == "{":
-            depth, start = depth + 1, index if depth == 0 else start
-        elif char == "}" and depth:
-            depth -= 1
-            if depth == 0:
-                yield text[start : index + 1]
+T = TypeVar("T")
 
 
-def _load_object(snippet: str) -> Any:
-    try:
-        return json.loads(snippet)
-    except (ValueError, RecursionError):
-        pass
-    try:
-        # Models often print Python dicts ({'lat': 43.4}); literal_eval evaluates literals only, never code.
-        return ast.literal_eval(snippet)
-    except (ValueError, SyntaxError, RecursionError, MemoryError, TypeError):
-        return None
+@dataclass(frozen=True)
+class _Candidate:
+    """A point the answer gives, where it stands, how it was written."""
+
+    start: int
+    end: int
+    point: GeoPoint
+    method: Method
+    lettered: frozenset[str] = frozenset()
+    span: JsonSpan | None = None
 
 
-def json_objects(text: str) -> list[Any]:
-    """The JSON values found in `text`: fenced blocks first, then inline objects, in order of appearance."""
-    found = []
-    for block in _FENCE.findall(text):
-        value = _load_object(block.strip())
-        if isinstance(value, (dict, list)):
-            found.append(value)
-    for snippet in _balanced_spans(text):
-        value = _load_object(snippet)
-        if isinstance(value, dict) and value not in found:
-            found.append(value)
-    return found
+class _Answer:
+    """One answer, cleaned once, with its JSON values and prose coordinates found once."""
 
+    def __init__(self, text: str) -> None:
+        self.repaired = wording.repair_text(text)
+        self.plain = wording.plain_text(self.repaired)
+        self.spans = find_json(self.repaired)
+        self.markers = wording.final_markers(self.plain)
+        self.reasons: list[str] = []  # why no coordinates were read
+        self.name_reasons: list[str] = []  # why no place was read
+        located = [span for span in self.spans if _has_location_keys(span.value)]
+        prose = _blank(self.plain, [(span.start, span.end) for span in located])
+        self.prose = wording.blank_ranges(prose)
+        if self.prose != prose:
+            self.reasons.append("a range of coordinates, not a point")
+        self.blind = wording.cannot_see_image(self.plain)
 
-def _json_number(value: Any, axis: Axis) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if _in_range(float(value), axis) else None
-    if isinstance(value, str):
-        return parse_value(value, axis)
-    return None
+    # -- coordinates ------------------------------------------------------------------------------------
 
+    def json_candidates(self) -> list[_Candidate]:
+        found = []
+        for span in self.spans:
+            points = _json_points(span.value)
+            if len(_distinct([point for point, _ in points])) > 1:
+                self.reasons.append("several candidate coordinates and no final choice")
+                continue
+            if points:
+                point, lettered = points[0]
+                found.append(_Candidate(span.start, span.end, point, "json", lettered, span))
+        return found
 
-def _pair_from_list(value: Any, *, geojson: bool) -> GeoPoint | None:
-    if not (isinstance(value, (list, tuple)) and len(value) in (2, 3)):
-        return None
-    first, second = (
-        _json_number(value[0], "lon" if geojson else "lat"),
-        _json_number(value[1], "lat" if geojson else "lon"),
-    )
-    return _point(second, first) if geojson else _point(first, second)
+    def prose_candidates(self) -> list[_Candidate]:
+        return [_candidate(found) for found in pairs_in_text(self.prose)]
 
-
-def _lookup(mapping: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    lowered = {str(key).strip().lower(): value for key, value in mapping.items()}
-    return next((lowered[key] for key in keys if key in lowered), None)
-
-
-def point_from_json(value: Any, *, geojson: bool = False) -> GeoPoint | None:
-    """The first point in a decoded JSON value: lat/lon keys, GeoJSON geometries, or coordinate pairs."""
-    if isinstance(value, list):
-        return next(filter(None, (point_from_json(item, geojson=geojson) for item in value)), None)
-    if not isinstance(value, dict):
-        return None
-    lat, lon = _lookup(value, _LAT_KEYS), _lookup(value, _LON_KEYS)
-    if lat is not None and lon is not None:
-        return _point(_json_number(lat, "lat"), _json_number(lon, "lon"))
-    is_geojson = geojson or str(_lookup(value, ("type",)) or "").lower() in ("point", "multipoint")
-    pair = _lookup(value, _PAIR_KEYS)
-    point = _pair_from_list(pair, geojson=is_geojson)
-    if point is None and isinstance(pair, str):
-        point = coordinates_in_text(pair)
-    if point is not None:
-        return point
-    for key, nested in value.items():
-        point = point_from_json(nested, geojson=is_geojson or str(key).lower() in _GEOJSON_KEYS)
-        if point is not None:
-            return point
-    return None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Coordinates in prose.
-
-_LABEL = re.compile(r"(?i)\b(?P<axis>lat(?:itude)?|lon(?:gitude)?|lng|long)\b\s*(?:\([^)]{0,12}\))?\s*[:=]?\s*")
-_BOTH_LABELS = re.compile(
-    r"(?i)\b(?P<first>lat|lon|lng|long)(?:gitude|itude)?\s*[/,&]\s*(?:lat|lon|lng|long)(?:gitude|itude)?\b"
-    r"\s*\)?\s*[:=]?\s*[(\[]?\s*(?P<a>[-+]?\d{1,3}(?:\.\d+)?)\s*°?\s*[,;/ ]\s*(?P<b>[-+]?\d{1,3}(?:\.\d+)?)"
-)
-_BARE_PAIR = re.compile(
-    r"(?<![\w.])(?P<a>[-+]?\d{1,3}\.(?P<fa>\d+))\s*°?\s*(?P<sep>[,;]|\s)\s*(?P<b>[-+]?\d{1,3}\.(?P<fb>\d+))\s*°?"
-    r"(?!\.?\d|\w|\s*(?i:km|kilomet|mi\b|miles|meters|metres|m\b|%|percent))"
-)
-_MARKED_GAP = re.compile(r"(?i)^[\s,;/|()\[\]]*(?:and\s+)?(?:(?:lat(?:itude)?|lon(?:gitude)?|lng|long)\s*[:=]?\s*)?$")
-_FINAL = re.compile(r"(?i)final\s+(?:answer|guess|prediction)|\bin\s+conclusion\b")
-
-
-def _marked_components(text: str) -> Iterator[tuple[int, int, Axis, float]]:
-    for match in _MARKED.finditer(text):
-        groups = match.groupdict()
-        suffix = "" if groups["deg"] is not None else "2"
-        hemisphere = _hemisphere(groups["post"] or groups["pre"])
-        value = _angle(groups, suffix)
-        if hemisphere is None or value is None:
-            continue
-        value = _signed(value, groups[f"sign{suffix}"] or None, hemisphere)
-        if _in_range(value, hemisphere[0]):
-            yield match.start(), match.end(), hemisphere[0], value
-
-
-def _marked_pair(text: str) -> GeoPoint | None:
-    """A latitude and a longitude that name their hemispheres, next to each other, in either order."""
-    components = list(_marked_components(text))
-    for (_, end, axis, value), (start, _, next_axis, next_value) in pairwise(components):
-        if axis != next_axis and _MARKED_GAP.match(text[end:start]):
-            return _point(value, next_value) if axis == "lat" else _point(next_value, value)
-    return None
-
-
-def _labelled_pair(text: str) -> GeoPoint | None:
-    """ "lat: 43.4 lon: 11.8", "Latitude: -0.37, Longitude: 36.05", "latitude = N 43.4", in either order."""
-    found: dict[Axis, float] = {}
-    for label in _LABEL.finditer(text):
-        axis = "lat" if label["axis"].lower().startswith("lat") else "lon"
-        value = _VALUE.match(text, label.end())
-        if axis in found or value is None:
-            continue
-        parsed = parse_value(value.group(0), axis)
-        if parsed is not None:
-            found[axis] = parsed
-    return _point(found.get("lat"), found.get("lon"))
-
-
-def _header_pair(text: str) -> GeoPoint | None:
-    """ "lat/lon: 43.4, 11.8" or "(lon, lat) = (11.8, 43.4)": the header says which number is which."""
-    match = _BOTH_LABELS.search(text)
-    if match is None:
-        return None
-    a, b = float(match["a"]), float(match["b"])
-    return _point(b, a) if match["first"].lower() != "lat" else _point(a, b)
-
-
-def _bare_pair(text: str) -> GeoPoint | None:
-    """ "43.467, 11.885" or "(-0.3713, 36.0564)": two decimals, latitude first (the order people write).
-
-    Both numbers need a decimal part, which keeps years and counts out; numbers followed by a unit are
-    distances, not coordinates. Pairs with one decimal place ("4.5, 3.8") are common in prose that is not
-    about places, so they count only in brackets or after a word such as "coordinates"; pairs separated
-    by a space alone need 3+ decimals.
-    """
-    for match in _BARE_PAIR.finditer(text):
-        decimals = min(len(match["fa"]), len(match["fb"]))
-        if match["sep"].isspace():
-            plausible = decimals >= 3
+    def coordinates(self, country: str) -> tuple[_Candidate | None, str]:
+        """The final coordinates and, where their signs conflict, what decided; (None, "") for none."""
+        from_json, from_prose = self.json_candidates(), self.prose_candidates()
+        if from_json:
+            chosen = _final(from_json, self.markers)
         else:
-            plausible = (
-                decimals >= 2 or _bracketed(text, match.start(), match.end()) or _after_keyword(text, match.start())
-            )
-        point = _point(float(match["a"]), float(match["b"])) if plausible else None
-        if point is not None:
-            return point
-    return None
+            chosen = self._final_in_prose(from_prose, key=lambda found: found.point)
+        if chosen is None:
+            return None, ""
+        chosen, source = _settle_signs(chosen, from_json + from_prose, country)
+        if _is_null_island(chosen.point):
+            self.reasons.append("placeholder coordinates (0, 0)")
+            return None, ""
+        if wording.disowns_values(self.plain[: chosen.end + _DISOWN_REACH], chosen.start):
+            self.reasons.append("the answer calls its coordinates placeholders")
+            return None, ""
+        return chosen, source
+
+    def _final_in_prose(self, candidates: Sequence[T], *, key: Callable[[T], Any]) -> T | None:
+        """The final answer among prose candidates, unless the answer refuses after it or cannot see."""
+        if not candidates:
+            return None
+        if self.blind:
+            self.reasons.append("the model says it cannot see the image")
+            return None
+        chosen = _final_or_only(candidates, self.markers, key=key, plain=self.prose)
+        if chosen is None:
+            self.reasons.append("several candidates and no final choice")
+            return None
+        if wording.refusal_after(self.plain, _start(chosen)):
+            self.reasons.append("a refusal: the places named are hints, not an answer")
+            return None
+        return chosen
+
+    # -- names ------------------------------------------------------------------------------------------
+
+    def names(self, from_span: JsonSpan | None = None) -> tuple[str, str]:
+        """(city, country) of the final answer: from its JSON object where that has place fields (whose
+        "Unknown" is the answer's own word that it names no place), else labelled fields, else "City,
+        Country" / "in Country" in prose."""
+        if from_span is not None and has_place_keys(from_span.value):
+            with_place = [from_span]
+        else:
+            with_place = [span for span in self.spans if has_place_keys(span.value)]
+        if with_place:
+            found = place_of_json(_final(with_place, self.markers).value)
+            if not found:
+                self.name_reasons.append("placeholder place names")
+            return found or ("", "")
+        labelled = labelled_places(self.prose)
+        if labelled:
+            chosen = _final(labelled, self.markers)
+            return chosen.city, chosen.country
+        in_prose = places_in_prose(self.prose)
+        taken = {named.start for named in in_prose}
+        in_prose += [named for named in names_alone(self.prose, self.markers) if named.start not in taken]
+        in_prose.sort(key=_start)
+        named = self._final_in_prose(in_prose, key=_place_key)
+        return (named.city, named.country) if named is not None else ("", "")
+
+    def reason(self) -> str:
+        if self.blind:
+            return "the model says it cannot see the image"
+        if self.reasons or self.name_reasons:
+            return (self.reasons + self.name_reasons)[0]
+        if wording.refuses(self.plain):
+            return "a refusal"
+        return "names no location"
 
 
-_COORDINATE_WORD = re.compile(r"(?i)(?:coord|gps|location|position|\blat|\blon|\bpoint)[^\d]{0,20}$")
+def parse_location(text: str) -> ParsedLocation:
+    """Everything a model answer says about where a photo was taken; never raises.
 
-
-def _bracketed(text: str, start: int, end: int) -> bool:
-    return text[:start].rstrip()[-1:] in ("(", "[") and text[end:].lstrip()[:1] in (")", "]")
-
-
-def _after_keyword(text: str, start: int) -> bool:
-    return _COORDINATE_WORD.search(text, max(0, start - 40), start) is not None
-
-
-_PROSE_PARSERS: tuple[Callable[[str], GeoPoint | None], ...] = (_header_pair, _labelled_pair, _marked_pair, _bare_pair)
-
-
-def coordinates_in_text(text: str) -> GeoPoint | None:
-    """Coordinates written in prose (no JSON), looking after a "final answer" marker first."""
-    cleaned = clean_text(text)
-    finals = list(_FINAL.finditer(cleaned))
-    segments = ([cleaned[finals[-1].end() :]] if finals else []) + [cleaned]
-    for segment in segments:
-        for parser in _PROSE_PARSERS:
-            point = parser(segment)
-            if point is not None:
-                return point
-    return None
-
-
-def point_in_json(text: str) -> GeoPoint | None:
-    return next(filter(None, map(point_from_json, json_objects(text))), None)
+    Order: the final JSON object with coordinates (a lenient reader: unquoted values, numbers as
+    strings, nested objects, any of lat / latitude / lng / long / lon / longitude), else coordinates in
+    prose (signed decimals, N/S/E/W, degrees-minutes-seconds; the final answer's, not those mentioned
+    while reasoning), else the named city / country geocoded offline (`gaea.geo.geocode`). Where the JSON
+    and the prose sign a coordinate differently, the country the answer names decides (else the
+    hemisphere letter); ``sign_source`` says which. Refusals, error messages, placeholders ("Unknown",
+    0, 0), ranges and candidate lists without a final choice give no location, and ``reason`` says so.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return ParsedLocation(reason="empty answer")
+    answer = _Answer(text)
+    if wording.is_error_message(answer.plain):
+        return ParsedLocation(reason="an error message, not an answer")
+    city, country = answer.names()
+    chosen, sign_source = answer.coordinates(country)
+    if chosen is not None:
+        if chosen.span is not None:
+            city, country = answer.names(chosen.span)
+        return ParsedLocation(chosen.point.lat, chosen.point.lon, city, country, chosen.method, sign_source=sign_source)
+    if city or country:
+        place = geocode(", ".join(part for part in (city, country) if part))
+        if place is not None:
+            return ParsedLocation(place.lat, place.lon, city, country, "place", place)
+        reason = f"the gazetteer knows no place {', '.join(part for part in (city, country) if part)!r}"
+        return ParsedLocation(city=city, country=country, reason=reason)
+    return ParsedLocation(reason=answer.reason())
 
 
 def parse_coordinates(text: str) -> GeoPoint | None:
-    """The coordinates a model answer gives, or None.
+    """The coordinates a model answer gives, or None (see `parse_location`, which also reads places).
 
     Tries JSON objects first (``{"latitude": 43.4, "longitude": 11.8}``, GeoJSON points, ``lat``/``lon``/
     ``lng`` keys, numbers as strings), then prose: ``lat/lon:`` headers, labelled values
     (``lat: 43.4 lon: 11.8``), hemisphere-marked values in decimal degrees, degrees-decimal-minutes or
     degrees-minutes-seconds (``43°28'02.8"N 11°53'06.5"E``, ``0.3713° S, 36.0564° E``), and finally bare
     signed decimal pairs (``(43.467, 11.885)``). Values out of range, years and plain integers are not
-    coordinates. When the text has a "final answer" marker, what follows it is read first.
-
-    Parameters
-    ----------
-    text : str
-        Free text from a model.
-
-    Returns
-    -------
-    GeoPoint or None
+    coordinates.
     """
-    if not isinstance(text, str) or not text.strip():
-        return None
-    return point_in_json(text) or coordinates_in_text(text)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# "City, Country" answers.
-
-_CITY_KEYS = ("city", "town", "village", "locality", "municipality", "place")
-_COUNTRY_KEYS = ("country", "country_name", "countryname", "nation")
-_LABELLED_FIELD = re.compile(r"(?im)\b(?P<key>city|town|country)\b\s*(?:name)?\s*[:=]\s*(?P<value>[^\n,;|]+)")
-# Sentence ends: ". " except after the abbreviations of place names (St. Louis, Mt. Fuji, Ft. Worth).
-_SENTENCE_BREAK = re.compile(r"(?<!\bSt)(?<!\bMt)(?<!\bFt)(?<!\bSte)[.!?]+(?:\s|$)|[\n;:()\[\]\"!?]")
-_CONNECTORS = frozenset(
-    "de del della delle di da do dos das du la le les los las el al an der den dem am im upon on sur en y e "
-    "und of the sous au aux-".split()
-)
-_NOT_CITY = frozenset(
-    "it it's its this that these the i i'm i'd my me we our photo image picture location answer guess "
-    "probably likely maybe perhaps definitely certainly somewhere near in at from taken shows is looks "
-    "seems like yes no city town capital".split()
-)
-
-
-def _strip_value(value: str) -> str:
-    return value.strip().strip("\"'`.,;:!?()[]{}<> \t").strip()
-
-
-def place_from_json(
-    value: Any, *, country_of: Callable[[str], str | None], is_city: Callable[[str, str], bool]
-) -> tuple[str, str] | None:
-    """(city, country) from the first object with a city or a country key (either may be ""), or from a
-    "location" string such as "Arezzo, Italy"."""
-    if isinstance(value, list):
-        found = (place_from_json(item, country_of=country_of, is_city=is_city) for item in value)
-        return next(filter(None, found), None)
-    if not isinstance(value, dict):
-        return None
-    city, country = _lookup(value, _CITY_KEYS), _lookup(value, _COUNTRY_KEYS)
-    if isinstance(city, str) or isinstance(country, str):
-        city = _strip_value(city) if isinstance(city, str) else ""
-        country = _strip_value(country) if isinstance(country, str) else ""
-        if city or country:
-            return city, country
-    location = _lookup(value, ("location", "place_name", "address", "answer"))
-    if isinstance(location, str):
-        found = place_in_text(location, country_of=country_of, is_city=is_city)
-        if found:
-            return found
-    nested = (place_from_json(item, country_of=country_of, is_city=is_city) for item in value.values())
-    return next(filter(None, nested), None)
-
-
-def labelled_place(text: str) -> tuple[str, str] | None:
-    fields: dict[str, str] = {}
-    for match in _LABELLED_FIELD.finditer(text):
-        key = "country" if match["key"].lower() == "country" else "city"
-        value = _strip_value(match["value"])
-        if value and key not in fields:
-            fields[key] = value
-    return (fields.get("city", ""), fields.get("country", "")) if fields else None
-
-
-def _country_prefix(part: str, country_of: Callable[[str], str | None]) -> str | None:
-    """The country a comma-separated part starts with ("Italy." -> "Italy", "United States of America"),
-    as `country_of` reports it."""
-    words = part.split()
-    for length in range(min(len(words), 6), 0, -1):
-        candidate = _strip_value(" ".join(words[:length]))
-        is_code = candidate.isalpha() and len(candidate) <= 3
-        # A two- or three-letter code counts only in capitals ("Arezzo, IT"), never "it"/"us" in prose.
-        country = country_of(candidate) if candidate and (not is_code or candidate.isupper()) else None
-        if country:
-            return country
-    return None
-
-
-def _name_tail(part: str) -> list[str]:
-    """The capitalised words that end a phrase ("I think it is Kirchberg an der Iller" -> its last 4)."""
-    tail: list[str] = []
-    for word in reversed(part.split()):
-        bare = word.strip("\"'`,")
-        if bare and (bare[0].isupper() or (bare.lower() in _CONNECTORS and tail)):
-            tail.insert(0, bare)
-        else:
-            break
-    while tail and tail[0] in _CONNECTORS:
-        tail.pop(0)
-    return tail
-
-
-def _choose_city(words: list[str], country: str, is_city: Callable[[str, str], bool]) -> str:
-    """The longest known city among the word suffixes, else the words without leading filler words."""
-    for start in range(len(words)):
-        candidate = " ".join(words[start:])
-        if is_city(candidate, country):
-            return candidate
-    while words and words[0].lower() in _NOT_CITY:
-        words = words[1:]
-    return " ".join(words)
-
-
-def _is_name_like(part: str) -> bool:
-    words = part.split()
-    return 0 < len(words) <= 4 and all(word[0].isupper() or word.lower() in _CONNECTORS for word in words)
-
-
-def place_in_text(
-    text: str,
-    *,
-    country_of: Callable[[str], str | None],
-    is_city: Callable[[str, str], bool],
-) -> tuple[str, str] | None:
-    """ "…City[, Region], Country…" in prose.
-
-    `country_of` says whether the words after a comma name a country (or a region of one country) and
-    returns the country name to report; `is_city` helps cut a city name out of the words before it.
-    """
-    for sentence in _SENTENCE_BREAK.split(text):
-        parts = sentence.split(",")
-        for index in range(1, len(parts)):
-            country = _country_prefix(parts[index], country_of)
-            if country is None:
-                continue
-            first = index - 1
-            while first > 0 and _is_name_like(parts[first]) and _name_tail(parts[first - 1]):
-                first -= 1
-            words = _name_tail(parts[first])
-            if words:
-                return _choose_city(words, country, is_city), country
-    return None
-
-
-_IN_COUNTRY = re.compile(r"(?:\bin|\bcountry is)\s+((?:the\s+)?[A-Z][\w'.-]*(?:\s+(?:and|of|the|[A-Z][\w'.-]*)){0,4})")
-
-
-def country_in_text(text: str, *, is_country: Callable[[str], bool]) -> str | None:
-    """ "…in Kenya." -> "Kenya": a capitalised country name after "in"."""
-    for match in _IN_COUNTRY.finditer(text):
-        country = _country_prefix(match[1], lambda words: words if is_country(words) else None)
-        if country is not None:
-            return country
-    return None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The public readers
-
-
-def _is_country(text: str) -> bool:
-    return normalize_country(text) is not None
-
-
-def _country_of(text: str) -> str | None:
-    """`text` itself when it names a country; the country's name when it names a region of just one
-    country ("California" -> "United States"); else None."""
-    if _is_country(text):
-        return text
-    key = name_key(text)
-    codes = {code for code, _ in gazetteer().region_keys.get(key, ())} if len(key) >= 4 else set()
-    return _country_fields(codes.pop())[0] if len(codes) == 1 else None
-
-
-def _is_city(city: str, country: str) -> bool:
-    code = normalize_country(country)
-    matches = _city_rows(city)
-    return bool(_in_country(matches, code) if code else matches)
-
-
-# Coordinates in brackets interrupt "Sydney (-33.87, 151.21), Australia".
-_BRACKETED_NUMBERS = re.compile(r"\s*[(\[][^()\[\]]*\d[^()\[\]]*[)\]]")
+    parsed = parse_location(text)
+    return parsed.point if parsed.method in ("json", "coordinates") else None
 
 
 def parse_place(text: str) -> tuple[str, str] | None:
@@ -523,56 +246,226 @@ def parse_place(text: str) -> tuple[str, str] | None:
     """
     if not isinstance(text, str) or not text.strip():
         return None
-    for value in json_objects(text):
-        found = place_from_json(value, country_of=_country_of, is_city=_is_city)
-        if found:
-            return found
-    cleaned = _BRACKETED_NUMBERS.sub("", clean_text(text))
-    found = labelled_place(cleaned) or place_in_text(cleaned, country_of=_country_of, is_city=_is_city)
-    if found:
-        return found
-    country = country_in_text(cleaned, is_country=_is_country)
-    return ("", country) if country else None
+    answer = _Answer(text)
+    if wording.is_error_message(answer.plain):
+        return None
+    city, country = answer.names()
+    return (city, country) if city or country else None
 
 
-@dataclass(frozen=True)
-class ParsedLocation:
-    """A location read from a model answer.
-
-    ``method`` says where ``lat``/``lon`` came from: "json" (a JSON object), "coordinates" (coordinates
-    in prose), "place" (the named city/country geocoded offline; ``place`` holds the match) or "none"
-    (no usable coordinates; ``city``/``country`` may still hold names that could not be geocoded).
-    ``city`` and ``country`` are the names as the answer writes them, never filled in by reverse geocoding.
-    """
-
-    lat: float | None = None
-    lon: float | None = None
-    city: str = ""
-    country: str = ""
-    method: Literal["json", "coordinates", "place", "none"] = "none"
-    place: GeoPlace | None = None
-
-    @property
-    def point(self) -> GeoPoint | None:
-        return None if self.lat is None or self.lon is None else GeoPoint(self.lat, self.lon)
+# ---------------------------------------------------------------------------------------------------------
+# Choosing the final answer among candidates
 
 
-def parse_location(text: str) -> ParsedLocation:
-    """Everything a model answer says about where a photo was taken; never raises.
+def _start(candidate: Any) -> int:
+    return candidate.start
 
-    Order: coordinates in a JSON object, then coordinates in prose, then a "City, Country" answer geocoded
-    offline (see `geocode`). Names of a city and country are read in every case.
-    """
-    if not isinstance(text, str) or not text.strip():
-        return ParsedLocation()
-    city, country = parse_place(text) or ("", "")
-    point = point_in_json(text)
+
+def _final(candidates: Sequence[T], markers: list[int]) -> T:
+    """The candidate a final-answer marker introduces, else the last one (answers conclude last)."""
+    index = wording.deciding([_start(candidate) for candidate in candidates], markers)
+    return candidates[index if index is not None else -1]
+
+
+_CANDIDATE_CUE = re.compile(
+    r"(?i)\b(?:candidates?|possibilit(?:y|ies)|possible\s+(?:locations?|places?|cities|countries|answers?)|"
+    r"options?|alternatives?|either|could\s+be|might\s+be|may\s+be)\b"
+)
+
+
+def _final_or_only(candidates: Sequence[T], markers: list[int], *, key: Callable[[T], Any], plain: str) -> T | None:
+    """Like `_final`, for prose. Candidates that agree (one point given twice, "Spain" then "Barcelona,
+    Spain") are one answer, its most specific form; different ones offered as alternatives ("either A or
+    B", "Possible locations: ...") with no marker choosing one are no answer; else the last stands."""
+    index = wording.deciding([_start(candidate) for candidate in candidates], markers)
+    if index is not None:
+        return candidates[index]
+    keys = [key(candidate) for candidate in candidates]
+    if all(_compatible(a, b) for a in keys for b in keys):
+        return max(zip(candidates, keys, strict=True), key=lambda pair: _richness(pair[1]))[0]
+    if any(getattr(candidate, "alternatives", False) for candidate in candidates) or _offered_as_alternatives(
+        candidates, plain
+    ):
+        return None
+    return candidates[-1]
+
+
+def _offered_as_alternatives(candidates: Sequence[Any], plain: str) -> bool:
+    """Whether different candidates stand in one sentence joined by "or", or follow a word that offers
+    alternatives ("Possible locations:", "It could be")."""
+    if _CANDIDATE_CUE.search(plain, 0, candidates[-1].start):
+        return True
+    for first, second in zip(candidates, candidates[1:], strict=False):
+        between = plain[getattr(first, "end", first.start) : second.start]
+        if re.search(r"(?i)\bor\b", between) and not re.search(r"[.!?]\s|\n", between):
+            return True
+    return False
+
+
+def _compatible(a: Any, b: Any) -> bool:
+    """Whether two candidate keys can be one answer: points within 25 km; places whose city and country
+    agree where both name one."""
+    if isinstance(a, GeoPoint):
+        return _km(a, b) <= _SAME_POINT_KM
+    return all(not x or not y or x == y for x, y in zip(a, b, strict=True))
+
+
+def _richness(key: Any) -> int:
+    return 0 if isinstance(key, GeoPoint) else 2 * bool(key[0]) + bool(key[1])
+
+
+def _place_key(named: Named) -> tuple[str, str]:
+    return name_key(named.city), normalize_country(named.country) or name_key(named.country)
+
+
+def _distinct(points: list[GeoPoint]) -> list[GeoPoint]:
+    kept: list[GeoPoint] = []
+    for point in points:
+        if not any(_km(point, other) <= _SAME_POINT_KM for other in kept):
+            kept.append(point)
+    return kept
+
+
+def _km(a: GeoPoint, b: GeoPoint) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (a.lat, a.lon, b.lat, b.lon))
+    cos = math.sin(lat1) * math.sin(lat2) + math.cos(lat1) * math.cos(lat2) * math.cos(lon1 - lon2)
+    return 6371.0088 * math.acos(max(-1.0, min(1.0, cos)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sign conflicts
+
+
+def _mirrors(a: GeoPoint, b: GeoPoint) -> bool:
+    """Whether b is a with some sign flipped (same magnitudes, a different sign on a non-zero axis)."""
+    pairs = ((a.lat, b.lat), (a.lon, b.lon))
+    same_size = all(abs(abs(x) - abs(y)) <= _SAME_VALUE for x, y in pairs)
+    flipped = any(abs(x) > _SAME_VALUE and (x > 0) != (y > 0) for x, y in pairs)
+    return same_size and flipped
+
+
+def _settle_signs(chosen: _Candidate, candidates: list[_Candidate], country: str) -> tuple[_Candidate, str]:
+    """The chosen reading, or a mirror of it with other signs, decided by the named country's place on
+    the map, else by a hemisphere letter; with what decided ("" when nothing conflicted)."""
+    mirrors = [other for other in candidates if _mirrors(chosen.point, other.point)]
+    if not mirrors:
+        return chosen, ""
+    options = [chosen] + mirrors
+    code = normalize_country(country) if country else None
+    if code is not None:
+        points = [option.point for option in options]
+        places = reverse_geocode_many([point.lat for point in points], [point.lon for point in points])
+        inside = [option for option, place in zip(options, places, strict=True) if place.country_code == code]
+        if inside and len(_distinct([option.point for option in inside])) == 1:
+            return _keep_method(chosen, inside[0].point), "country"
+    lettered = [option for option in options if _signed_by_letters(option, chosen)]
+    if len(_distinct([option.point for option in lettered])) == 1:
+        return _keep_method(chosen, lettered[0].point), "hemisphere"
+    return chosen, chosen.method
+
+
+def _signed_by_letters(option: _Candidate, chosen: _Candidate) -> bool:
+    """Whether a hemisphere letter signs every axis on which `option` differs in sign from `chosen`."""
+    differing = {
+        axis
+        for axis, x, y in (("lat", chosen.point.lat, option.point.lat), ("lon", chosen.point.lon, option.point.lon))
+        if (x > 0) != (y > 0)
+    }
+    return option is not chosen and differing <= option.lettered
+
+
+def _keep_method(chosen: _Candidate, point: GeoPoint) -> _Candidate:
+    return _Candidate(chosen.start, chosen.end, point, chosen.method, chosen.lettered, chosen.span)
+
+
+def _is_null_island(point: GeoPoint) -> bool:
+    return abs(point.lat) < 1e-9 and abs(point.lon) < 1e-9
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Points in decoded JSON
+
+_LAT_KEYS = ("latitude", "lat")
+_LON_KEYS = ("longitude", "lon", "lng", "long")
+_PAIR_KEYS = ("coordinates", "coords", "coordinate", "location", "gps", "position", "latlon", "lat_lon", "latlng")
+_GEOJSON_KEYS = ("geometry", "geojson")
+
+
+def _json_number(value: Any, axis: str) -> tuple[float, bool] | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+        return (number, False) if math.isfinite(number) and abs(number) <= (90 if axis == "lat" else 180) else None
+    if isinstance(value, str):
+        return read_value(wording.plain_text(value), axis)
+    return None
+
+
+def _point_of(lat: tuple[float, bool] | None, lon: tuple[float, bool] | None) -> tuple[GeoPoint, frozenset] | None:
+    if lat is None or lon is None:
+        return None
+    point = make_point(lat[0], lon[0])
+    lettered = frozenset(axis for axis, part in (("lat", lat), ("lon", lon)) if part[1])
+    return (point, lettered) if point is not None else None
+
+
+def _pair_from_list(value: Any, *, geojson: bool) -> tuple[GeoPoint, frozenset] | None:
+    if not (isinstance(value, (list, tuple)) and len(value) in (2, 3)):
+        return None
+    if geojson:
+        return _point_of(_json_number(value[1], "lat"), _json_number(value[0], "lon"))
+    return _point_of(_json_number(value[0], "lat"), _json_number(value[1], "lon"))
+
+
+def _json_points(value: Any, *, geojson: bool = False) -> list[tuple[GeoPoint, frozenset]]:
+    """Every point in a decoded JSON value (one per object: lat/lon keys, a GeoJSON geometry, a pair)."""
+    if isinstance(value, list):
+        return [point for item in value for point in _json_points(item, geojson=geojson)]
+    if not isinstance(value, dict):
+        return []
+    keyed = normalized_keys(value)
+    lat, lon = lookup(keyed, _LAT_KEYS), lookup(keyed, _LON_KEYS)
+    if lat is not None and lon is not None:
+        point = _point_of(_json_number(lat, "lat"), _json_number(lon, "lon"))
+        return [point] if point is not None else []
+    is_geojson = geojson or str(keyed.get("type") or "").lower() in ("point", "multipoint")
+    pair = lookup(keyed, _PAIR_KEYS)
+    point = _pair_from_list(pair, geojson=is_geojson)
+    if point is None and isinstance(pair, str):
+        found = pairs_in_text(wording.plain_text(pair))
+        point = (found[0].point, found[0].lettered) if found else None
     if point is not None:
-        return ParsedLocation(point.lat, point.lon, city, country, "json")
-    point = coordinates_in_text(text)
-    if point is not None:
-        return ParsedLocation(point.lat, point.lon, city, country, "coordinates")
-    place = geocode(", ".join(part for part in (city, country) if part)) if city or country else None
-    if place is not None:
-        return ParsedLocation(place.lat, place.lon, city, country, "place", place)
-    return ParsedLocation(city=city, country=country)
+        return [point]
+    return [
+        point
+        for key, nested in keyed.items()
+        if isinstance(nested, (dict, list))
+        for point in _json_points(nested, geojson=is_geojson or key in _GEOJSON_KEYS)
+    ]
+
+
+def _has_location_keys(value: Any) -> bool:
+    """Whether a decoded JSON value says where (coordinates or place fields, usable or not): such a value
+    is the answer's JSON, and its numbers are not read again as prose."""
+    if isinstance(value, list):
+        return any(_has_location_keys(item) for item in value)
+    if not isinstance(value, dict):
+        return False
+    keyed = normalized_keys(value)
+    if has_key(keyed, _LAT_KEYS + _LON_KEYS + _PAIR_KEYS) or has_place_keys(value):
+        return True
+    return any(_has_location_keys(item) for item in keyed.values() if isinstance(item, (dict, list)))
+
+
+def _candidate(found: Found) -> _Candidate:
+    return _Candidate(found.start, found.end, found.point, "coordinates", found.lettered)
+
+
+def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each span replaced by spaces (offsets kept)."""
+    pieces, last = [], 0
+    for start, end in sorted(spans):
+        pieces += [text[last:start], " " * (end - start)]
+        last = end
+    return "".join(pieces) + text[last:]
