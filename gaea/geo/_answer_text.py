@@ -9,6 +9,7 @@ range ("30°N to 50°N"), so that the readers in `gaea.geo.answers` can tell the
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import ftfy
 
@@ -24,7 +25,9 @@ _TYPOGRAPHY = str.maketrans(
 
 def repair_text(text: str) -> str:
     """The text with mojibake undone ("Â°" -> "°", "SÃ£o" -> "São"; UTF-8 once read as cp1252) by ftfy."""
-    return ftfy.fix_text(text, normalization="NFC", uncurl_quotes=False, fix_line_breaks=False)
+    if text.isascii():
+        return text  # nothing to repair: mojibake is made of non-ASCII characters
+    return unicodedata.normalize("NFC", ftfy.fix_encoding(text))
 
 
 def plain_text(repaired: str) -> str:
