@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-ANSWERS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "answers" / "location_inference_answers.jsonl"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ANSWERS = SHARED / "answers" / "location_inference_answers.jsonl"
 THRESHOLDS_KM = (25, 200, 750, 2500)
 Point = tuple[float, float] | None
 
@@ -107,7 +108,8 @@ def main() -> None:
         "source papers' parse (stored)": figures(rows, [stored_source_parse(row) for row in rows]),
         "source papers' parse (re-run)": figures(rows, [simple_regex_parse(text) for text in texts]),
     }
-    print(f"{len(rows)} real answers; accuracy against the true positions of {sum(r['truth_lat'] is not None for r in rows)}")
+    with_truth = sum(row["truth_lat"] is not None for row in rows)
+    print(f"{len(rows)} real answers; accuracy against the true positions of {with_truth}")
     print(f"{'':32} {'stated coords recovered':>24} {'invented':>9}" + "".join(f"{t:>9,} km" for t in THRESHOLDS_KM))
     for name, row in columns.items():
         print(

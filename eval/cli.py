@@ -61,17 +61,27 @@ def configure(parser: CommandParser) -> None:
     geo = add_command(
         commands, "geo", run_geo, help="distance accuracy, GeoScore, city / country accuracy",
         examples=["gaea eval geo --truth ../shared/data/benchmarks/im2gps3k_latlon.csv --predictions preds.csv "
-                  "--out runs/geo"],
+                  "--out runs/geo",
+                  "gaea eval geo --truth ../shared/data/benchmarks/gaea/cityguessr_citygt.csv --predictions preds.csv "
+                  "--out runs/cg --judge-base-url https://api.openai.com/v1 --judge-model gpt-4o-mini"],
     )
-    geo.add_argument("--truth", required=True, type=Path, help="CSV with id (or IMG_ID), lat, lon [, city, country]")
+    geo.add_argument("--truth", required=True, type=Path,
+                     help="CSV with an id (id, IMG_ID, FILE, file_path, ...) and lat / lon and / or city / country "
+                          "(GAEA's ground-truth files as released)")
     source = geo.add_mutually_exclusive_group(required=True)
-    source.add_argument("--predictions", type=Path, help="CSV with id and lat/lon or a `prediction` text column")
+    source.add_argument("--predictions", type=Path,
+                        help="CSV with id and lat / lon, city / country, or a `prediction` text column")
     source.add_argument("--images", type=Path, help="directory of the photos to locate with a model")
     add_backend_arguments(geo)
     add_context_arguments(geo)
     geo.add_argument("--out", required=True, type=Path, help="run directory")
     geo.add_argument("--overwrite", action="store_true", help="delete an earlier run in --out and start afresh")
     geo.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
+    geo.add_argument("--judge-base-url",
+                     help="also judge city / country with GAEA's question, via this OpenAI-compatible endpoint")
+    geo.add_argument("--judge-model", help="the judge's model name (GAEA's: gpt-4o-mini)")
+    geo.add_argument("--judge-api-key", metavar="KEY", help=key_option_help("the judge", JUDGE_KEY_ENV))
+    geo.add_argument("--judge-max-tokens", type=int, default=256, help="longest judge reply in tokens")
 
     compare = add_command(commands, "compare", run_compare, help="print runs side by side",
                           examples=["gaea eval compare runs/base runs/lora"])
@@ -130,6 +140,7 @@ def run_geo(args: argparse.Namespace) -> int:
     from eval.report import run_header, write_geo_report
 
     truths = read_truth(args.truth)
+    judge = _geo_judge_from_args(args)
     given = read_predictions(args.predictions) if args.predictions is not None else None
     config = _config_of(args, task="geo")
     with _hold_run_dir(args, config):
@@ -138,7 +149,11 @@ def run_geo(args: argparse.Namespace) -> int:
         else:
             guesses, model = _locate_all(args, truths)
         summary, samples = evaluate(truths, guesses)
-        results = run_header(task="geo", model=model, judge="none", config=config) | summary
+        judge_name = "none"
+        if judge is not None:
+            summary["judge"], samples = _judge_names(args, judge, samples)
+            judge_name = summary["judge"]["model"]
+        results = run_header(task="geo", model=model, judge=judge_name, config=config) | summary
         _write_geo_samples(args, samples)
         write_geo_report(args.out, results, [sample["distance_km"] for sample in samples])
     _print_summary(args.out)
@@ -165,6 +180,37 @@ def _locate_all(args: argparse.Namespace, truths: list[Any]) -> tuple[dict[str, 
         desc="locating",
     )
     return {sample["id"]: Guess(**sample) for sample in samples}, backend.name
+
+
+def _geo_judge_from_args(args: argparse.Namespace) -> Any:
+    """The judge backend of `gaea eval geo`, or None without --judge-base-url."""
+    if not (args.judge_base_url or args.judge_model):
+        return None
+    if not (args.judge_base_url and args.judge_model):
+        raise ConfigError("--judge-base-url and --judge-model go together")
+    if args.judge_max_tokens < 1:
+        raise ConfigError(f"--judge-max-tokens must be at least 1, not {args.judge_max_tokens}")
+    from gaea.models.backends import load_backend
+
+    return load_backend("openai", base_url=args.judge_base_url, model=args.judge_model, api_key=args.judge_api_key,
+                        key_env=JUDGE_KEY_ENV)
+
+
+def _judge_names(args: argparse.Namespace, judge: Any, samples: list[dict[str, Any]]) -> tuple[dict, list[dict]]:
+    """GAEA's judge on every row's city and country (resumable, like the model's answers); the summary
+    and the samples with each row's verdicts."""
+    from eval.geo_judge import judge_summary, judge_worker, name_items
+    from eval.runner import run_resumable
+
+    verdicts = run_resumable(
+        name_items(samples),
+        judge_worker(judge, max_tokens=args.judge_max_tokens),
+        samples_path=args.out / "judge.jsonl",
+        concurrency=args.concurrency,
+        desc="judging names",
+    )
+    merged = [sample | {"judge": verdict} for sample, verdict in zip(samples, verdicts, strict=True)]
+    return judge_summary(verdicts, judge=f"llm:{judge.name}"), merged
 
 
 def _write_geo_samples(args: argparse.Namespace, samples: list[dict[str, Any]]) -> None:

@@ -60,6 +60,8 @@ def _geo_rows() -> list[tuple[str, Any]]:
         ("GeoScore", lambda r: _fmt(r["geoscore"], 0)),
         ("city %", lambda r: _fmt(r["city_accuracy"])),
         ("country %", lambda r: _fmt(r["country_accuracy"])),
+        ("city % (LLM judge)", lambda r: _fmt((r.get("judge") or {}).get("city_accuracy"))),
+        ("country % (LLM judge)", lambda r: _fmt((r.get("judge") or {}).get("country_accuracy"))),
         ("rows", lambda r: str(r["counts"]["truth_rows"])),
     ]
     return rows

@@ -64,6 +64,11 @@ def write_geo_report(out_dir: str | Path, results: dict[str, Any], distances_km:
 
 def _judge_line(results: dict[str, Any]) -> str:
     if results["task"] == "geo":
+        judge = results.get("judge")
+        if isinstance(judge, dict):
+            name = judge["model"].removeprefix("llm:")
+            return (f"Scoring: distances and names; city and country also judged by `{name}` "
+                    "with GAEA's question (is the prediction within the ground truth? 1 / 0).")
         return "Scoring: distances and names (no judge)."
     if results["judge_free"]:
         return "Scoring: **judge-free** (option / yes-no matching; embedding similarity for SVQA / LVQA)."
@@ -101,6 +106,17 @@ def geo_markdown(results: dict[str, Any]) -> str:
     counts = results["counts"]
     lines += ["", f"Accuracy is over all {counts['truth_rows']} ground-truth rows: {counts['missing']} without a "
               f"prediction and {counts['unusable']} with an unusable one count as misses."]
+    if counts.get("with_coordinates") == 0:
+        lines.append("The ground truth has no coordinates: it gives city and country accuracy only.")
+    judge = results.get("judge")
+    if isinstance(judge, dict):
+        judged = judge["counts"]
+        lines += ["", "| LLM judge (GAEA's question) | city % | country % |", "|---|---:|---:|",
+                  f"| {judge['model'].removeprefix('llm:')} | {_number(judge['city_accuracy'])} | "
+                  f"{_number(judge['country_accuracy'])} |", "",
+                  f"Scored {judged['city_scored']} cities and {judged['country_scored']} countries; unreadable "
+                  f"replies left out: {judged['city_unreadable']} / {judged['country_unreadable']}; judge server "
+                  f"failures: {judged['judge_errors']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -148,7 +148,7 @@ def test_country_names_normalised(a, b):
 
 
 @pytest.mark.parametrize(
-    ("a", "b"), [("Austria", "Australia"), ("Niger", "Nigeria"), ("", ""), ("Atlantis", "Atlantis")]
+    ("a", "b"), [("Austria", "Australia"), ("Niger", "Nigeria"), ("", ""), ("Atlantis", "Narnia"), ("Atlantis", "")]
 )
 def test_different_or_unknown_countries_do_not_match(a, b):
     assert not same_country(a, b)

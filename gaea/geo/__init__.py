@@ -6,7 +6,7 @@ of model answers.
 - `gaea.geo.answers`: `parse_location` / `parse_place` / `parse_coordinates` for free model text.
 """
 
-from gaea.geo._gazetteer import gazetteer
+from gaea.geo._gazetteer import gazetteer, name_key
 from gaea.geo.answers import ParsedLocation, parse_coordinates, parse_location, parse_place
 from gaea.geo.distance import (
     EARTH_RADIUS_KM,
@@ -54,6 +54,7 @@ __all__ = [
     "haversine_km",
     "hemispheres",
     "median_error_km",
+    "name_key",
     "normalize_city",
     "normalize_country",
     "parse_coordinates",

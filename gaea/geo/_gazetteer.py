@@ -82,6 +82,8 @@ COUNTRY_ALIASES = {
     "north korea": "KP", "dprk": "KP", "uae": "AE", "emirates": "AE", "ivory coast": "CI",
     "cote d ivoire": "CI", "east timor": "TL", "timor leste": "TL", "cape verde": "CV", "burma": "MM",
     "swaziland": "SZ", "macedonia": "MK", "vatican city": "VA", "holy see": "VA", "drc": "CD",
+    "holy see vatican city state": "VA", "vatican city state": "VA", "democratic republic of congo": "CD",
+    "somaliland": "SO", "soomaaliland": "SO",
     "dr congo": "CD", "congo kinshasa": "CD", "congo brazzaville": "CG", "republic of congo": "CG",
     "palestine": "PS", "state of palestine": "PS", "viet nam": "VN", "lao pdr": "LA", "persia": "IR",
     "ceylon": "LK", "siam": "TH", "new zealand aotearoa": "NZ", "aotearoa": "NZ", "bosnia": "BA",
