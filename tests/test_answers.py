@@ -91,6 +91,21 @@ def test_coordinates_mentioned_while_reasoning_are_not_the_answer() -> None:
     assert _at(_read(text), 41.1496, -8.6109)
 
 
+def test_a_final_answer_in_prose_after_the_json_revises_it() -> None:
+    text = (
+        '{"lat": 48.8566, "lon": 2.3522, "city": "Paris", "country": "France"}\n'
+        "On second thought the trams are Lyon's. My final answer: 45.7640, 4.8357 (Lyon, France)."
+    )
+    parsed = _read(text)
+    assert (parsed.method, parsed.city, parsed.country) == ("coordinates", "Lyon", "France")
+    assert _at(parsed, 45.764, 4.8357)
+
+
+def test_prose_restating_the_json_leaves_the_json_answer() -> None:
+    parsed = _read('{"lat": 48.8566, "lon": 2.3522, "city": "Paris"}\nTherefore 48.86° N, 2.35° E fits the skyline.')
+    assert (parsed.method, parsed.city) == ("json", "Paris")
+
+
 def test_answer_first_then_reasoning() -> None:
     text = (
         '```json\n{"lat": -1.2921, "long": 36.8219, "city": "Nairobi", "country": "Kenya"}\n```\n\n'
@@ -148,9 +163,10 @@ def test_json_that_is_not_quite_json(text: str, city: str, country: str) -> None
         ("The coordinates are 48.8566Â° N, 2.3522Â° E.", 48.8566, 2.3522),
         ("N 64.1466, W 21.9426", 64.1466, -21.9426),
         ("latitude −34.6037, longitude –58.3816", -34.6037, -58.3816),
+        ("Latitud: 40.4168, Longitud: -3.7038", 40.4168, -3.7038),
     ],
     ids=["hemisphere-letters", "letter-and-minus", "dms", "degrees-decimal-minutes", "mojibake-degree",
-         "letters-before", "unicode-minus-and-dash"],
+         "letters-before", "unicode-minus-and-dash", "spanish-labels"],
 )  # fmt: skip
 def test_prose_coordinate_forms(text: str, lat: float, lon: float) -> None:
     parsed = _read(text)
@@ -276,6 +292,7 @@ def test_a_range_beside_a_final_answer_does_not_disturb_it() -> None:
         "It could be either Lisbon, Portugal or Porto, Portugal.",
         "Possible locations:\n1. Split, Croatia (43.5081, 16.4402)\n2. Zadar, Croatia (44.1194, 15.2314)",
         "Candidates: Quito, Ecuador; Cusco, Peru; La Paz, Bolivia.",
+        "1. Lisbon (38.7223, -9.1393) - 60%\n2. Porto (41.1579, -8.6291) - 30%",
     ],
 )
 def test_candidate_lists_without_a_final_choice_are_no_location(text: str) -> None:
@@ -300,10 +317,11 @@ def test_a_candidate_list_with_a_final_choice_gives_the_choice() -> None:
         ("Answer: Kyoto", 35.02, 135.75, "JP"),
         ("I think it's the city of Porto in Portugal.", 41.15, -8.61, "PT"),
         ("São Paulo, Brasil", -23.55, -46.64, "BR"),
+        ("Kyoto Japan", 35.02, 135.75, "JP"),
         ("Probably San Francisco, California.", 37.77, -122.42, "US"),
     ],
     ids=["petra", "kansas-city-mo", "kansas-city-ks", "country-after-is", "country-alone", "city-after-marker",
-         "city-in-country", "endonym", "city-region"],
+         "city-in-country", "endonym", "no-comma", "city-region"],
 )  # fmt: skip
 def test_place_only_answers_are_geocoded_offline_to_the_right_place(text: str, lat: float, lon: float, code: str):
     parsed = _read(text)

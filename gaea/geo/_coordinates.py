@@ -100,7 +100,11 @@ def read_value(text: str, axis: Axis) -> tuple[float, bool] | None:
 # ---------------------------------------------------------------------------------------------------------
 # Pairs in prose, each finder yielding every pair it sees.
 
-_LABEL = re.compile(r"(?i)\b(?P<axis>lat(?:itude)?|lon(?:gitude)?|lng|long)\b\s*(?:\([^)]{0,12}\))?\s*[:=]?\s*")
+# English labels, and the Spanish / Portuguese / Italian ones (latitud, longitud, latitudine, ...).
+_LABEL = re.compile(
+    r"(?i)\b(?P<axis>lat(?:itude|itud|itudine)?|lon(?:gitude|gitud|gitudine)?|lng|long)\b\s*(?:\([^)]{0,12}\))?"
+    r"\s*[:=]?\s*"
+)
 _BOTH_LABELS = re.compile(
     r"(?i)\b(?P<first>lat|lon|lng|long)(?:gitude|itude)?\s*[/,&]\s*(?:lat|lon|lng|long)(?:gitude|itude)?\b"
     r"\s*\)?\s*[:=]?\s*[(\[]?\s*(?P<a>[-+]?\d{1,3}(?:\.\d+)?)\s*°?\s*[,;/ ]\s*(?P<b>[-+]?\d{1,3}(?:\.\d+)?)"

@@ -329,7 +329,19 @@ def names_alone(text: str, markers: list[int]) -> list[Named]:
             found.append(Named(match.start("name"), "", name))
         elif is_city_named(name):
             found.append(Named(match.start("name"), name, ""))
+        else:
+            found += [Named(match.start("name"), *pair) for pair in _city_then_country(name)]
     return found
+
+
+def _city_then_country(name: str) -> list[tuple[str, str]]:
+    """ "Paris France" -> [("Paris", "France")]: a city of the country its last words name, no comma between."""
+    words = name.split()
+    for split in range(len(words) - 1, 0, -1):
+        city, country = " ".join(words[:split]), " ".join(words[split:])
+        if is_country(country) and is_city(city, country):
+            return [(city, country)]
+    return []
 
 
 def _covered(named: Named, places: list[Named]) -> bool:

@@ -124,7 +124,7 @@ class _Answer:
         """The final coordinates and, where their signs conflict, what decided; (None, "") for none."""
         from_json, from_prose = self.json_candidates(), self.prose_candidates()
         if from_json:
-            chosen = _final(from_json, self.markers)
+            chosen = self._revised_in_prose(_final(from_json, self.markers), from_prose)
         else:
             chosen = self._final_in_prose(from_prose, key=lambda found: found.point)
         if chosen is None:
@@ -137,6 +137,18 @@ class _Answer:
             self.reasons.append("the answer calls its coordinates placeholders")
             return None, ""
         return chosen, source
+
+    def _revised_in_prose(self, chosen: _Candidate, from_prose: list[_Candidate]) -> _Candidate:
+        """The JSON answer, unless a final-answer marker after it introduces other coordinates in prose
+        ("... After all, my final answer is 45.76, 4.83")."""
+        later = [marker for marker in self.markers if marker >= chosen.end]
+        index = wording.deciding([candidate.start for candidate in from_prose], later)
+        if index is None or self.blind:
+            return chosen
+        revised = from_prose[index]
+        if _km(revised.point, chosen.point) <= _SAME_POINT_KM or _mirrors(revised.point, chosen.point):
+            return chosen
+        return chosen if wording.refusal_after(self.plain, revised.start) else revised
 
     def _final_in_prose(self, candidates: Sequence[T], *, key: Callable[[T], Any]) -> T | None:
         """The final answer among prose candidates, unless the answer refuses after it or cannot see."""
@@ -180,6 +192,14 @@ class _Answer:
         named = self._final_in_prose(in_prose, key=_place_key)
         return (named.city, named.country) if named is not None else ("", "")
 
+    def names_after(self, position: int) -> tuple[str, str]:
+        """(city, country) named in prose from the final-answer marker before `position` on (where a prose
+        answer revises the JSON one, the JSON's names are not its names)."""
+        start = max([marker for marker in self.markers if marker <= position], default=position)
+        named = [n for n in labelled_places(self.prose) + places_in_prose(self.prose) if n.start >= start]
+        first = min(named, key=_start, default=None)
+        return (first.city, first.country) if first is not None else ("", "")
+
     def reason(self) -> str:
         if self.blind:
             return "the model says it cannot see the image"
@@ -211,6 +231,8 @@ def parse_location(text: str) -> ParsedLocation:
     if chosen is not None:
         if chosen.span is not None:
             city, country = answer.names(chosen.span)
+        elif answer.spans and chosen.method == "coordinates":
+            city, country = answer.names_after(chosen.start)
         return ParsedLocation(chosen.point.lat, chosen.point.lon, city, country, chosen.method, sign_source=sign_source)
     if city or country:
         place = geocode(", ".join(part for part in (city, country) if part))
@@ -293,13 +315,21 @@ def _final_or_only(candidates: Sequence[T], markers: list[int], *, key: Callable
 def _offered_as_alternatives(candidates: Sequence[Any], plain: str) -> bool:
     """Whether different candidates stand in one sentence joined by "or", or follow a word that offers
     alternatives ("Possible locations:", "It could be")."""
-    if _CANDIDATE_CUE.search(plain, 0, candidates[-1].start):
+    if _CANDIDATE_CUE.search(plain, 0, candidates[-1].start) or all(_in_list_item(plain, c.start) for c in candidates):
         return True
     for first, second in zip(candidates, candidates[1:], strict=False):
         between = plain[getattr(first, "end", first.start) : second.start]
         if re.search(r"(?i)\bor\b", between) and not re.search(r"[.!?]\s|\n", between):
             return True
     return False
+
+
+_LIST_ITEM = re.compile(r"\s*(?:\d{1,2}[.)]|[-•])\s")
+
+
+def _in_list_item(plain: str, position: int) -> bool:
+    """Whether `position` lies on a line of a numbered or bulleted list ("1. Paris (48.85, 2.35)")."""
+    return _LIST_ITEM.match(plain, plain.rfind("\n", 0, position) + 1) is not None
 
 
 def _compatible(a: Any, b: Any) -> bool:
