@@ -164,9 +164,10 @@ def test_json_that_is_not_quite_json(text: str, city: str, country: str) -> None
         ("N 64.1466, W 21.9426", 64.1466, -21.9426),
         ("latitude −34.6037, longitude –58.3816", -34.6037, -58.3816),
         ("Latitud: 40.4168, Longitud: -3.7038", 40.4168, -3.7038),
+        ('Final answer:\n"lat": 40.4168, "lon": -3.7038, "city": "Madrid"', 40.4168, -3.7038),
     ],
     ids=["hemisphere-letters", "letter-and-minus", "dms", "degrees-decimal-minutes", "mojibake-degree",
-         "letters-before", "unicode-minus-and-dash", "spanish-labels"],
+         "letters-before", "unicode-minus-and-dash", "spanish-labels", "json-keys-without-braces"],
 )  # fmt: skip
 def test_prose_coordinate_forms(text: str, lat: float, lon: float) -> None:
     parsed = _read(text)
@@ -318,10 +319,15 @@ def test_a_candidate_list_with_a_final_choice_gives_the_choice() -> None:
         ("I think it's the city of Porto in Portugal.", 41.15, -8.61, "PT"),
         ("São Paulo, Brasil", -23.55, -46.64, "BR"),
         ("Kyoto Japan", 35.02, 135.75, "JP"),
+        ("The photo was taken in Hanoi.", 21.02, 105.84, "VN"),
+        ("Location: Sydney Opera House, Sydney, NSW, Australia", -33.87, 151.21, "AU"),
+        ("This appears to be in Bavaria, Germany.", 52.52, 13.41, "DE"),
+        ("Nigeria (Lagos)", 9.06, 7.50, "NG"),
         ("Probably San Francisco, California.", 37.77, -122.42, "US"),
     ],
     ids=["petra", "kansas-city-mo", "kansas-city-ks", "country-after-is", "country-alone", "city-after-marker",
-         "city-in-country", "endonym", "no-comma", "city-region"],
+         "city-in-country", "endonym", "no-comma", "taken-in-city", "landmark-then-city", "region-country",
+         "country-then-bracket", "city-region"],
 )  # fmt: skip
 def test_place_only_answers_are_geocoded_offline_to_the_right_place(text: str, lat: float, lon: float, code: str):
     parsed = _read(text)

@@ -102,7 +102,7 @@ def read_value(text: str, axis: Axis) -> tuple[float, bool] | None:
 
 # English labels, and the Spanish / Portuguese / Italian ones (latitud, longitud, latitudine, ...).
 _LABEL = re.compile(
-    r"(?i)\b(?P<axis>lat(?:itude|itud|itudine)?|lon(?:gitude|gitud|gitudine)?|lng|long)\b\s*(?:\([^)]{0,12}\))?"
+    r"(?i)\b(?P<axis>lat(?:itude|itud|itudine)?|lon(?:gitude|gitud|gitudine)?|lng|long)\b[\"']?\s*(?:\([^)]{0,12}\))?"
     r"\s*[:=]?\s*"
 )
 _BOTH_LABELS = re.compile(

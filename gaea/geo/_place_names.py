@@ -19,7 +19,7 @@ from gaea.geo.places import _city_rows, _country_fields, _in_country, normalize_
 _CITY_KEYS = ("city", "town", "village", "locality", "municipality", "place", "cityname", "city_name")
 _COUNTRY_KEYS = ("country", "countryname", "country_name", "nation")
 _LOCATION_KEYS = ("location", "place_name", "placename", "address", "answer", "prediction", "guess")
-_LABELLED_FIELD = re.compile(r"(?im)\b(?P<key>city|town|country)\b\s*(?:name)?\s*[:=]\s*(?P<value>[^\n,;|]+)")
+_LABELLED_FIELD = re.compile(r"(?im)\b(?P<key>city|town|country)\b[\"']?\s*(?:name)?\s*[:=]\s*(?P<value>[^\n,;|]+)")
 # Sentence ends: ". " except after the abbreviations of place names (St. Louis, Mt. Fuji, Ft. Worth).
 _SENTENCE_BREAK = re.compile(r"(?<!\bSt)(?<!\bMt)(?<!\bFt)(?<!\bSte)[.!?]+(?:\s|$)|[\n;:()\[\]\"!?]")
 _CONNECTORS = frozenset(
@@ -76,10 +76,11 @@ def is_city(city: str, country: str = "") -> bool:
     return bool(_in_country(matches, code) if code else matches)
 
 
-def is_city_named(name: str) -> bool:
-    """Whether a city has this as its primary name (alternate names are too loose to stand alone:
-    GeoNames lists "The", "Of" and "Central" among them)."""
-    return any(primary for _, primary in _city_rows(name))
+def is_city_named(name: str, population: int = 0) -> bool:
+    """Whether a city of at least `population` people has this as its primary name (alternate names are
+    too loose to stand alone: GeoNames lists "The", "Of" and "Central" among them)."""
+    people = gazetteer().cities["population"]
+    return any(primary and people[row] >= population for row, primary in _city_rows(name))
 
 
 def is_known_place(name: str) -> bool:
@@ -257,7 +258,10 @@ def _listed(parts: list[str], index: int, city: str, country: str) -> bool:
     following = parts[index + 1] if index + 1 < len(parts) else ""
     if re.match(r"\s*(?:or|and|nor)\b", following) or re.match(r"\s*(?:or|and)\b", parts[index]):
         return True
-    return country_of(city) is not None and not is_city(city, country)
+    if is_city(city, country):
+        return False
+    # A country before the country ("Mexico, Panama"), or a region of another country, is an item of a list.
+    return is_country(city) or normalize_country(country_of(city) or "") not in (None, normalize_country(country))
 
 
 def _sentences(text: str) -> Iterator[tuple[int, str]]:
@@ -280,11 +284,16 @@ def _city_country_in(offset: int, sentence: str) -> Iterator[Named]:
         first = index - 1
         while first > 0 and _is_name_like(parts[first]) and _name_tail(parts[first - 1]):
             first -= 1
+        # "Sydney Opera House, Sydney, NSW, Australia": the first part of the chain that is a city of the country.
+        chain = [part for part in range(first, index) if _name_tail(parts[part])]
+        known = [part for part in chain if is_city(" ".join(_name_tail(parts[part])), country)]
+        first = known[0] if known else first
         words = _name_tail(parts[first])
         city = _choose_city(words, country) if words else ""
         if city and not _listed(parts, index, city, country):
             tail_start = offsets[first] + parts[first].rfind(words[0])
-            yield Named(tail_start, city, country)
+            region = country_of(city) is not None and not is_city(city, country)
+            yield Named(tail_start, "" if region else city, country)  # "Bavaria, Germany": the country
         index += 1
 
 
@@ -308,26 +317,31 @@ def places_in_prose(text: str) -> list[Named]:
 
 _LEAD_IN = re.compile(
     r"(?i)(?:^\s*|\b(?:this|it|that|the\s+(?:location|place|photo|image|picture|city|country|answer))"
-    r"(?:'s|\s+(?:is|was|looks\s+like|appears\s+to\s+be|seems\s+to\s+be|must\s+be))\s+)"
+    r"(?:'s|\s+(?:is|was|looks\s+like|appears\s+to\s+be|seems\s+to\s+be|must\s+be))\s+"
+    r"|\b(?:location|place|where|prediction)\s*:\s*)"
 )
+# "The photo was taken in Hanoi.": a city alone after such a verb, if it is a large one (not "in March").
+_TAKEN_IN = re.compile(r"(?i)\b(?:taken|located|situated|photographed|shot|captured)\s+(?:in|at)\s+")
+_LARGE_CITY = 100_000
 _NAME_ALONE = re.compile(
-    r"\s*(?:is\s+|would\s+be\s+|[:=-]\s*)?(?:in\s+)?(?P<name>(?:[A-Z][\w'.-]*\s*){1,5})(?=[.!,;)\n]|$)"
+    r"\s*(?:is\s+|would\s+be\s+|[:=-]\s*)?(?:in\s+)?(?P<name>(?:[A-Z][\w'.-]*\s*){1,5})(?=[.!,;()\n]|$)"
 )
 
 
 def names_alone(text: str, markers: list[int]) -> list[Named]:
     """A country or city named alone where an answer stands: the whole answer ("Kenya"), after a
     final-answer marker ("Best guess: Nairobi") or after "this is" ("so this is Paris.")."""
-    starts = [match.end() for match in _LEAD_IN.finditer(text)] + markers
+    starts = {match.end(): 0 for match in _LEAD_IN.finditer(text)} | dict.fromkeys(markers, 0)
+    starts |= {match.end(): _LARGE_CITY for match in _TAKEN_IN.finditer(text)}
     found = []
-    for start in sorted(set(starts)):
+    for start, population in sorted(starts.items()):
         match = _NAME_ALONE.match(text, start)
         if match is None:
             continue
         name = _strip_value(match["name"])
         if is_country(name):
             found.append(Named(match.start("name"), "", name))
-        elif is_city_named(name):
+        elif is_city_named(name, population):
             found.append(Named(match.start("name"), name, ""))
         else:
             found += [Named(match.start("name"), *pair) for pair in _city_then_country(name)]
@@ -359,7 +373,7 @@ def _countries_in(offset: int, sentence: str) -> Iterator[Named]:
         if after and _country_prefix(sentence[after.end() :], countries_only=True):
             continue  # "in Italy, Greece, or possibly southern France"
         city = _city_before(sentence[: match.start()], country)
-        yield Named(offset + match.start(1), city, country)
+        yield Named(offset + match.start(1), city, re.sub(r"(?i)^the\s+", "", country))
 
 
 def _city_before(head: str, country: str) -> str:
