@@ -17,9 +17,8 @@ _EXPORTS = {
     "GenerationConfig": "data_pipeline.generators",
     "generate_records": "data_pipeline.generators",
     "Photo": "data_pipeline.inputs",
-    "PhotoItem": "data_pipeline.inputs",
-    "Skipped": "data_pipeline.inputs",
-    "iter_items": "data_pipeline.inputs",
+    "PhotoItem": "gaea.sources",
+    "Skipped": "gaea.sources",
     "read_exif_gps": "gaea.exif",
     "export_dataset": "data_pipeline.export",
 }

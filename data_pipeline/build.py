@@ -29,12 +29,14 @@ from tqdm import tqdm
 
 from data_pipeline.context import contexts_for
 from data_pipeline.generators import ALL_TYPES, GenerationConfig, generate_records
-from data_pipeline.inputs import HF_PREFIX, Photo, PhotoItem, Skipped, iter_items, load_hf_dataset, resolve_item
+from data_pipeline.inputs import Photo, resolve_item
 from data_pipeline.lookup import FeatureTable, nearby_for, table_for
+from gaea import sources
 from gaea.credentials import redacted
 from gaea.errors import BadInputError, ConfigError
 from gaea.io import JsonlAppender, atomic_write_json, read_jsonl
 from gaea.runs import open_run
+from gaea.sources import PhotoItem, Skipped, Source, photo_items
 from gaea.types import GeoPoint
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class BuildConfig:
     rewrite_api_key: str | None = field(default=None, repr=False)
     hf_dataset: bool = True
     progress: bool = True
+    source: Source = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -74,8 +77,7 @@ class BuildConfig:
             raise ConfigError(f"unknown question type(s) {', '.join(unknown)}; choose from {', '.join(ALL_TYPES)}")
         if bool(self.osm_file) == bool(self.overpass):
             raise ConfigError("name exactly one OSM source: --osm-file FILE or --overpass")
-        if not self.photos.startswith(HF_PREFIX) and not Path(self.photos).exists():
-            raise BadInputError(f"{self.photos}: no such photo folder, manifest or dataset")
+        self.source = sources.open_source(self.photos)
         if self.osm_file and not Path(self.osm_file).exists():
             raise ConfigError(f"{self.osm_file}: no such OSM file")
         if self.radius_m <= 0 or self.per_type < 1 or self.chunk_size < 1 or self.workers < 1:
@@ -90,9 +92,8 @@ class BuildConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the content of the dataset (not how fast it is built), as they may be
         recorded: URLs without credentials or query values."""
-        photos = self.photos if self.photos.startswith(HF_PREFIX) else str(Path(self.photos).resolve())
         return redacted({
-            "photos": photos,
+            "photos": self.source.identity,
             "osm": str(Path(self.osm_file).resolve()) if self.osm_file else f"overpass:{self.overpass_url or ''}",
             "radius_m": self.radius_m,
             "types": list(self.types),
@@ -158,7 +159,6 @@ class _WorkerState:
     source: Any
     table: FeatureTable | None
     generation: GenerationConfig
-    hf_dataset: Any = None
 
 
 _STATE: _WorkerState | None = None
@@ -181,22 +181,16 @@ def _init_worker(config: BuildConfig) -> None:
     source = open_source(config)
     generation = GenerationConfig(types=config.types, seed=config.seed, per_type=config.per_type,
                                   radius_m=config.radius_m, source=source.name)
-    hf = load_hf_dataset(config.photos) if _is_hf_input(config.photos) else None
-    _STATE = _WorkerState(config, source, table_for(source), generation, hf)
+    _STATE = _WorkerState(config, source, table_for(source), generation)
     # The loaded tables live as long as the process: keep the cyclic GC from rescanning them on every pass.
     gc.freeze()
 
 
-def _is_hf_input(spec: str) -> bool:
-    path = Path(spec)
-    return spec.startswith(HF_PREFIX) or (path.is_dir() and (path / "dataset_info.json").exists())
-
-
-def process_chunk(items: list[PhotoItem]) -> ChunkResult:
+def process_chunk(items: list[PhotoItem | Skipped]) -> ChunkResult:
     """Resolve, look up and generate one chunk (runs in a worker; the worker state is set by `_init_worker`)."""
     state = _STATE
     assert state is not None, "process_chunk runs only after _init_worker"
-    resolved = [resolve_item(item, out_dir=state.config.out, hf_dataset=state.hf_dataset) for item in items]
+    resolved = [resolve_item(item, out_dir=state.config.out) for item in items]
     photos = [entry for entry in resolved if isinstance(entry, Photo)]
     skipped = [entry.to_dict() for entry in resolved if isinstance(entry, Skipped)]
     records = records_for_photos(photos, source=state.source, generation=state.generation, table=state.table)
@@ -217,13 +211,13 @@ def records_for_photos(photos: list[Photo], *, source: Any, generation: Generati
     return generate_records(photos, nearby, contexts, generation)
 
 
-def _chunks(items: Iterable[PhotoItem], size: int) -> Iterator[list[PhotoItem]]:
+def _chunks(items: Iterable[PhotoItem | Skipped], size: int) -> Iterator[list[PhotoItem | Skipped]]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
 
 
-def _results_in_order(config: BuildConfig, chunks: Iterator[list[PhotoItem]]) -> Iterator[ChunkResult]:
+def _results_in_order(config: BuildConfig, chunks: Iterator[list[PhotoItem | Skipped]]) -> Iterator[ChunkResult]:
     """Chunk results in input order; at most two chunks per worker in flight, so memory stays flat."""
     # Loaded once here: forked workers inherit the loaded extract and geocoder instead of each loading them.
     _init_worker(config)
@@ -303,7 +297,7 @@ def _build(config: BuildConfig, rewriter: Callable[[list[dict]], list[dict]] | N
 
         rewriter = QuestionRewriter(base_url=config.rewrite_base_url, model=config.rewrite_model,
                                     api_key=config.rewrite_api_key)
-    items = itertools.islice(iter_items(config.photos), progress.items, None)
+    items = itertools.islice(photo_items(config.source), progress.items, None)
     bar = tqdm(initial=progress.items, unit="photo", desc="gaea data build", disable=not config.progress)
     with JsonlAppender(out / QA_FILE) as qa, JsonlAppender(out / SKIPPED_FILE) as skipped_out, \
             JsonlAppender(out / PROGRESS_FILE) as progress_out:

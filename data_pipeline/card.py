@@ -102,7 +102,8 @@ def render_card(stats: dict[str, Any], *, config: dict[str, Any] | None = None) 
         "`evidence`: the OSM elements used (`osm_type`, `osm_id`, `name`, the `tags` used, `lat`, `lon`, "
         "`distance_m` from the photo) and the context facts used (`kind`, `value`, `source`).",
         "",
-        "Files: `qa.jsonl`, `hf/` (`datasets.load_from_disk`, images embedded), `skipped.jsonl`, `images/`.",
+        "Files: `qa.jsonl`, `hf/` (`datasets.load_from_disk`: one row per distinct image, stored once, its records "
+        "in `records`), `skipped.jsonl`, `images/`.",
         "",
     ]
     if config:

@@ -10,6 +10,9 @@ from data_pipeline.generators import ALL_TYPES
 from gaea.commands.context_args import add_map_arguments, check_map_arguments
 from gaea.commands.parsing import CommandParser, add_command, add_commands
 from gaea.credentials import REWRITE_KEY_ENV, key_option_help
+from gaea.errors import BadInputError
+from gaea.io import readable_name
+from gaea.sources import SPEC_HELP
 
 
 def configure(parser: CommandParser) -> None:
@@ -31,9 +34,7 @@ def _configure_build(commands: argparse._SubParsersAction) -> None:
         commands, "build", _run_build, help="build a QA dataset from geotagged photos and OpenStreetMap",
         examples=["gaea data build --photos photos/ --out data/city --osm-file city.osm.pbf --workers 2"],
     )
-    build.add_argument("--photos", required=True,
-                       help="a photo folder (GPS from EXIF), a .csv/.jsonl manifest (path, lat, lon), "
-                            "a saved Hugging Face dataset, or hf:NAME[:SPLIT]")
+    build.add_argument("--photos", required=True, help=SPEC_HELP)
     build.add_argument("--out", required=True, help="the dataset directory (a rerun resumes it)")
     add_map_arguments(build, required=True)
     build.add_argument("--overpass-cache-dir", help="where Overpass responses are cached")
@@ -67,6 +68,10 @@ def _run_build(args: argparse.Namespace) -> int:
     )
     summary = build_dataset(config, overwrite=args.overwrite)
     print("\n".join(summary.lines()))
+    if not summary.photos_used:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.skipped.items())) or "no photos"
+        raise BadInputError(f"{readable_name(args.photos)}: no usable photo ({reasons}); the reasons are in "
+                            f"{os.path.join(args.out, 'skipped.jsonl')}")
     return 0
 
 

@@ -5,13 +5,14 @@ Every export streams `qa.jsonl`, so none holds the whole dataset in memory."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gaea.errors import BadInputError
 from gaea.io import atomic_write_jsonl, read_jsonl
@@ -82,12 +83,26 @@ def export_dataset(dataset_dir: str | Path, fmt: str, out_file: str | Path) -> i
 
 
 def hf_features() -> Any:
-    """The Hugging Face schema: record fields, the image embedded, evidence as a JSON string."""
+    """The Hugging Face schema of a record: its fields, the image embedded, evidence as a JSON string."""
     import datasets
 
-    return datasets.Features({
+    return datasets.Features({"image": datasets.Image(), **_record_features()})
+
+
+def hf_photo_features() -> Any:
+    """The schema of `hf/`: one row per distinct image (by content), its records in a list."""
+    import datasets
+
+    record = _record_features()
+    record["image"] = datasets.Value("string")  # the path in qa.jsonl; the picture is the row's
+    return datasets.Features({"image": datasets.Image(), "records": datasets.List(record)})
+
+
+def _record_features() -> dict[str, Any]:
+    import datasets
+
+    return {
         "id": datasets.Value("string"),
-        "image": datasets.Image(),
         "question": datasets.Value("string"),
         "answer": datasets.Value("string"),
         "question_type": datasets.Value("string"),
@@ -97,39 +112,87 @@ def hf_features() -> Any:
         "location": datasets.Value("string"),
         "source": datasets.Value("string"),
         "evidence": datasets.Value("string"),
-    })
+    }
+
+
+def _hf_record(record: dict[str, Any]) -> dict[str, Any]:
+    row = dict(record)
+    row["options"] = record.get("options") or []
+    # Evidence mixes OSM elements and context facts with different keys: one JSON string keeps it exact.
+    row["evidence"] = json.dumps(record.get("evidence") or [], ensure_ascii=False)
+    return row
 
 
 def _hf_rows(dataset_dir: str) -> Iterator[dict[str, Any]]:
     root = Path(dataset_dir)
     for record in dataset_records(root):
-        row = dict(record)
+        row = _hf_record(record)
         row["image"] = {"bytes": (root / record["image"]).read_bytes(), "path": record["image"]}
-        row["options"] = record.get("options") or []
-        # Evidence mixes OSM elements and context facts with different keys: one JSON string keeps it exact.
-        row["evidence"] = json.dumps(record.get("evidence") or [], ensure_ascii=False)
         yield row
 
 
-def _hf_dataset(dataset_dir: Path, cache_dir: str) -> Any:
+def _hf_photo_rows(dataset_dir: str) -> Iterator[dict[str, Any]]:
+    """One row per distinct image content, with every record about it, in order of first appearance.
+
+    A first pass keeps only where each record starts in qa.jsonl, grouped by the digest of its image, so
+    memory holds offsets, not records.
+    """
+    root = Path(dataset_dir)
+    groups: dict[str, list[int]] = {}
+    digests: dict[str, str] = {}
+    with open(root / "qa.jsonl", "rb") as handle:
+        for offset, record in _records_with_offsets(handle):
+            image = record["image"]
+            if image not in digests:
+                digests[image] = hashlib.sha256((root / image).read_bytes()).hexdigest()
+            groups.setdefault(digests[image], []).append(offset)
+        for offsets in groups.values():
+            records = [json.loads(_line_at(handle, offset)) for offset in offsets]
+            picture = {"bytes": (root / records[0]["image"]).read_bytes(), "path": records[0]["image"]}
+            yield {"image": picture, "records": [_hf_record(record) for record in records]}
+
+
+def _records_with_offsets(handle: BinaryIO) -> Iterator[tuple[int, dict[str, Any]]]:
+    while True:
+        offset = handle.tell()
+        line = handle.readline()
+        if not line:
+            return
+        if line.strip():
+            yield offset, json.loads(line)
+
+
+def _line_at(handle: BinaryIO, offset: int) -> bytes:
+    handle.seek(offset)
+    return handle.readline()
+
+
+def _hf_dataset(dataset_dir: Path, cache_dir: str, *, by_photo: bool = False) -> Any:
     import datasets
 
     datasets.disable_progress_bars()
+    features = hf_photo_features() if by_photo else hf_features()
     if next(iter(dataset_records(dataset_dir)), None) is None:  # from_generator refuses to make zero rows
-        features = hf_features()
         return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
     return datasets.Dataset.from_generator(
-        _hf_rows, features=hf_features(), cache_dir=cache_dir, gen_kwargs={"dataset_dir": str(dataset_dir)},
+        _hf_photo_rows if by_photo else _hf_rows, features=features, cache_dir=cache_dir,
+        gen_kwargs={"dataset_dir": str(dataset_dir)},
         # The generator reads files whose content the fingerprint cannot see: never reuse a cached build.
         fingerprint=os.urandom(8).hex(),
     )
 
 
 def save_hf_dataset(dataset_dir: str | Path, target: str | Path) -> Path:
-    """Save the dataset with its images as a Hugging Face dataset (`datasets.load_from_disk(target)`)."""
+    """Save the dataset as a Hugging Face dataset (`datasets.load_from_disk(target)`): one row per distinct
+    image, stored once, with the records about it in `records`.
+
+    The copy is staged in a `.hf-*` folder beside; one left by an interrupted run is removed first.
+    """
     dataset_dir, target = Path(dataset_dir), Path(target)
+    for stale in dataset_dir.glob(".hf-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=dataset_dir, prefix=".hf-") as tmp:
-        dataset = _hf_dataset(dataset_dir, cache_dir=os.path.join(tmp, "cache"))
+        dataset = _hf_dataset(dataset_dir, cache_dir=os.path.join(tmp, "cache"), by_photo=True)
         staged = Path(tmp) / "saved"
         # An empty dataset needs its shard count spelled out (datasets cannot size zero shards).
         dataset.save_to_disk(str(staged), num_shards=None if len(dataset) else 1)

@@ -38,10 +38,12 @@ def configure(parser: CommandParser) -> None:
     commands = add_commands(parser)
     bench = add_command(
         commands, "bench", run_bench, help="GAEA-Bench QA: MCQ, TF, SVQA, LVQA scored by an LLM judge or judge-free",
-        examples=["gaea eval bench --dataset ucf-crcv/GAEA-Bench --base-url http://127.0.0.1:8000/v1 "
+        examples=["gaea eval bench --dataset hf:ucf-crcv/GAEA-Bench --base-url http://127.0.0.1:8000/v1 "
                   "--judge-base-url https://api.openai.com/v1 --judge-model gpt-4o --out runs/bench"],
     )
-    bench.add_argument("--dataset", required=True, help="hub id, qa.jsonl, parquet or dataset dir")
+    bench.add_argument("--dataset", required=True,
+                       help="hf:OWNER/NAME[:SPLIT] (default split: test), a qa.jsonl, parquet, a `gaea data build` "
+                            "folder or a save_to_disk folder (DIR[:SPLIT])")
     add_backend_arguments(bench)
     add_context_arguments(bench)
     bench.add_argument("--out", required=True, type=Path, help="run directory (results.json, samples.jsonl, ...)")
@@ -56,7 +58,6 @@ def configure(parser: CommandParser) -> None:
     bench.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
     bench.add_argument("--limit", type=int, help="evaluate only the first N questions")
     bench.add_argument("--types", help="comma-separated question types (default MCQ,TF,SVQA,LVQA)")
-    bench.add_argument("--split", default="test", help="split of a hub dataset (default test)")
 
     geo = add_command(
         commands, "geo", run_geo, help="distance accuracy, GeoScore, city / country accuracy",
@@ -115,7 +116,7 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be at least 1, not {args.limit}")
     params_from_args(args)  # checks the generation options before anything slow starts
     scorer = _scorer_from_args(args)
-    items = load_bench(args.dataset, types=parse_types(args.types), limit=args.limit, split=args.split)
+    items = load_bench(args.dataset, types=parse_types(args.types), limit=args.limit)
     config = _config_of(args, task="gaea-bench")
     with _hold_run_dir(args, config):
         backend = backend_from_args(args)

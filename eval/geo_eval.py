@@ -31,6 +31,8 @@ import numpy as np
 
 from gaea import geo
 from gaea.errors import BackendError, BackendUnreachableError, BadInputError, NoLocationError
+from gaea.images import load_image
+from gaea.sources import Row, open_source
 
 log = logging.getLogger(__name__)
 
@@ -412,13 +414,21 @@ def guess_from_prediction(item_id: str, prediction: Any) -> Guess:
     )
 
 
-def locate_worker(locate: Callable[[Path], Any], images: dict[str, Path]) -> Callable[[Truth], dict[str, Any]]:
-    """The runner's per-item work for `gaea eval geo --images`: locate one photo, keep the guess as a sample."""
+def locate_worker(locate: Callable[[Any], Any], images: dict[str, Path]) -> Callable[[Truth], dict[str, Any]]:
+    """The runner's per-item work for `gaea eval geo --images`: locate one photo, keep the guess as a sample.
+
+    The photo passes the image gate before the model sees it: a bad image is a bad input (recorded once,
+    not retried on resume), a model failure is a model error (retried on resume).
+    """
 
     def work(truth: Truth) -> dict[str, Any]:
-        image = images.get(truth.id)
-        if image is None:
+        path = images.get(truth.id)
+        if path is None:
             return asdict(Guess(truth.id, error="no image"))
+        try:
+            image = load_image(path)
+        except BadInputError as error:
+            return asdict(Guess(truth.id, error=f"image: {error}"))
         try:
             prediction = locate(image)
         except BackendUnreachableError:
@@ -431,18 +441,16 @@ def locate_worker(locate: Callable[[Path], Any], images: dict[str, Path]) -> Cal
 
 
 def images_by_id(truths: list[Truth], images_dir: str | Path) -> dict[str, Path]:
-    """The photo of each ground-truth id in `images_dir` (ids are file names, with or without a suffix, or
-    paths inside it, as GeoDE's "Europe/United_Kingdom/....jpg")."""
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise BadInputError(f"{images_dir}: no such directory of images")
-    files = {path.name: path for path in images_dir.iterdir() if path.is_file()}
-    stems = {path.stem: path for path in files.values()}
-
-    def nested(truth_id: str) -> Path | None:
-        path = images_dir / truth_id
-        inside = path.resolve().is_relative_to(images_dir.resolve())
-        return path if "/" in truth_id and inside and path.is_file() else None
-
-    found = {truth.id: files.get(truth.id) or stems.get(truth.id) or nested(truth.id) for truth in truths}
+    """The photo of each ground-truth id under `images_dir` (ids are file names, with or without a suffix,
+    or paths relative to the folder)."""
+    source = open_source(images_dir)
+    if source.kind != "folder":
+        raise BadInputError(f"{images_dir}: expected a folder of photos (ids are their file names)")
+    files: dict[str, Path] = {}
+    for row in source.rows():
+        if isinstance(row, Row) and row.image is not None and row.image.path is not None:
+            path = Path(row.image.path)
+            for name in (row.photo, path.name, path.stem):
+                files.setdefault(name, path)
+    found = {truth.id: files.get(truth.id) for truth in truths}
     return {key: path for key, path in found.items() if path is not None}

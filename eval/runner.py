@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 
-from gaea.io import JsonlAppender, read_jsonl
+from gaea.io import BadLine, JsonlAppender, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,10 @@ ItemT = TypeVar("ItemT", bound=HasId)
 
 def finished_samples(samples_path: str | Path) -> dict[str, dict[str, Any]]:
     """The samples already in `samples_path`, by id (the last line of an id wins: a retried item's new sample)."""
-    return {str(sample["id"]): sample for sample in read_jsonl(samples_path)}
+    def redo(line: BadLine) -> None:
+        log.warning("%s; the item there is done again", line)
+
+    return {str(sample["id"]): sample for sample in read_jsonl(samples_path, on_bad=redo) if "id" in sample}
 
 
 def is_transient_failure(sample: dict[str, Any]) -> bool:

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from finetune.data import Sample
+from finetune.data import Sample, SampleImage
 from gaea.errors import BadInputError, ConfigError
 from gaea.images import load_image
+from gaea.sources import ImageRef
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,9 @@ def _image_token_id(processor: Any) -> int | None:
     return token_id
 
 
-def _as_rgb(image: str | Image.Image) -> Image.Image:
+def _as_rgb(image: SampleImage) -> Image.Image:
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, ImageRef):
+        return image.load(name="a picture of the training data")
     return load_image(image)

@@ -68,11 +68,10 @@ class FinetuneConfig:
     train_merger: bool = _field(False, "train the vision-language merger / projector fully", "adapter")
     merger_learning_rate: float | None = _field(None, "learning rate of the merger (default: learning_rate)", "adapter")
     # data
-    data: str = _field("", "a `gaea data build` folder, a llava / messages JSON(L) export, or a hub dataset", "data")
-    data_format: str = _field("auto", "auto, gaea, llava, messages or hf", "data")
+    data: str = _field("", "a `gaea data build` folder, a llava / messages JSON(L) export, parquet, a save_to_disk "
+                           "folder (DIR[:SPLIT]) or a hub dataset (hf:OWNER/NAME[:SPLIT])", "data")
+    data_format: str = _field("auto", "rows of which layout to train on: auto, gaea, llava or messages", "data")
     image_root: str | None = _field(None, "folder that relative image paths start from (default: the data's)", "data")
-    hf_split: str = _field("train", "split of a hub dataset", "data")
-    hf_image_column: str = _field("image", "image column of a hub dataset", "data")
     eval_data: str | None = _field(None, "a separate evaluation set (same formats as data)", "data")
     eval_ratio: float = _field(0.0, "fraction of data held out for eval loss when eval_data is not given", "data")
     max_samples: int | None = _field(None, "use only the first N samples (smoke runs)", "data")
@@ -115,8 +114,8 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         """Raise ConfigError on values that cannot work together."""
-        if self.data_format not in ("auto", "gaea", "llava", "messages", "hf"):
-            raise ConfigError(f"data_format {self.data_format!r}: choose auto, gaea, llava, messages or hf")
+        if self.data_format not in ("auto", "gaea", "llava", "messages"):
+            raise ConfigError(f"data_format {self.data_format!r}: choose auto, gaea, llava or messages")
         if self.torch_dtype not in ("bfloat16", "float16", "float32", "auto"):
             raise ConfigError(f"torch_dtype {self.torch_dtype!r}: choose bfloat16, float16, float32 or auto")
         if self.load_in_4bit and not self.use_lora:

@@ -1,25 +1,24 @@
-"""Training samples from every dataset layout we accept, as chat conversations with their images.
+"""Training samples from any dataset source of `gaea.sources`, as chat conversations with their images.
 
-Layouts:
+Each row is read in the layout it has:
 
-- ``gaea``: a folder made by `gaea data build` (``qa.jsonl`` of `gaea.records.QARecord`, images relative
-  to the folder); each record becomes one user turn (image + instruction prefix + question) and one
-  assistant turn (the answer).
-- ``llava``: a JSON list or JSONL file of ``{"image": ..., "conversations": [{"from", "value"}]}`` with
-  ``<image>`` placeholders (LLaVA and GAEA-Train layout).
-- ``messages``: a JSONL file of ``{"messages": [{"role", "content"}], "images": [...]}`` (content a string
-  with ``<image>`` placeholders or a list of ``text`` / ``image`` parts).
-- ``hf``: a Hugging Face dataset (hub id or ``save_to_disk`` folder) in the GAEA-Train layout, images in
-  an image column.
+- ``gaea``: a QA record (`gaea.records.QARecord`, as `gaea data build` writes them in ``qa.jsonl`` and its
+  ``hf/`` copy); it becomes one user turn (image + instruction prefix + question) and one assistant turn
+  (the answer).
+- ``llava``: ``{"image": ..., "conversations": [{"from", "value"}]}`` with ``<image>`` placeholders
+  (LLaVA and GAEA-Train layout), in a JSON list, a JSONL file or a dataset with an image column.
+- ``messages``: ``{"messages": [{"role", "content"}], "images": [...]}`` (content a string with
+  ``<image>`` placeholders or a list of ``text`` / ``image`` parts).
+
+A row that is none of these, or is malformed, or names an image file that is not there, is left out with
+a warning that says where and why; a source with no usable row is an error.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,19 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from gaea.errors import BadInputError
-from gaea.io import read_jsonl
-from gaea.models.hub import prepare_hub_dataset
-from gaea.records import QARecord, read_records
+from gaea.images import load_image
+from gaea.records import QARecord
+from gaea.sources import ImageRef, Row, Skipped, open_source
 
 log = logging.getLogger(__name__)
 
 IMAGE_PLACEHOLDER = "<image>"
 LETTERS = "ABCDEFGHIJ"
+LAYOUTS = ("auto", "gaea", "llava", "messages")
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+#: An image of a sample: a file path, a decoded picture, or a dataset's picture decoded when it is used.
+SampleImage = str | Image.Image | ImageRef
 
 
 @dataclass
@@ -44,70 +47,36 @@ class Sample:
     """One training conversation.
 
     `messages` is in the Hugging Face chat format with ``{"type": "image"}`` parts where images go;
-    `images` holds, in order, a path or a PIL image for each of those parts.
+    `images` holds, in order, an image for each of those parts.
     """
 
     id: str
     messages: list[dict[str, Any]]
-    images: list[str | Image.Image] = field(default_factory=list)
+    images: list[SampleImage] = field(default_factory=list)
 
 
 class SampleDataset(Dataset):
-    """A map-style dataset that turns raw rows into `Sample`s when they are read."""
+    """The samples of a source, in order (their dataset pictures are decoded only when used)."""
 
-    def __init__(self, rows: Sequence[Any], convert: Callable[[Any, int], Sample]):
-        self.rows = rows
-        self.convert = convert
+    def __init__(self, samples: Sequence[Sample]):
+        self.samples = samples
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.samples)
 
     def __getitem__(self, index: int) -> Sample:
-        return self.convert(self.rows[index], index)
+        return self.samples[index]
 
 
-def detect_format(path: str | Path) -> str:
-    """The layout of `path`: a `gaea data build` folder, a `save_to_disk` dataset, an export file, or a hub id."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "qa.jsonl").exists():
-            return "gaea"
-        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-            return "hf"
-        raise BadInputError(f"{path}: a folder without qa.jsonl (from `gaea data build`) nor a saved HF dataset")
-    if path.is_file():
-        first = _first_record(path)
-        if "conversations" in first:
-            return "llava"
-        if "messages" in first:
-            return "messages"
-        if "question_type" in first:
-            return "gaea"
-        raise BadInputError(f"{path}: records have neither 'conversations', 'messages' nor QA fields")
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", str(path)):
-        return "hf"
-    raise BadInputError(f"{path}: no such file or folder")
-
-
-def _first_record(path: Path) -> dict[str, Any]:
-    if path.suffix == ".json":
-        data = _load_json(path)
-        return data[0] if data else {}
-    return next(iter(read_jsonl(path)), {})
-
-
-def _load_json(path: Path) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise BadInputError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(data, list):
-        raise BadInputError(f"{path}: expected a JSON list of records")
-    return data
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    return _load_json(path) if path.suffix == ".json" else list(read_jsonl(path))
+def layout_of(fields: dict[str, Any]) -> str | None:
+    """The layout of one row: llava, messages, gaea (a QA record), or None."""
+    if "conversations" in fields:
+        return "llava"
+    if "messages" in fields:
+        return "messages"
+    if "question_type" in fields:
+        return "gaea"
+    return None
 
 
 def load_samples(
@@ -117,65 +86,74 @@ def load_samples(
     image_root: str | Path | None = None,
     instruction_prefixes: dict[str, str] | None = None,
     system_prompt: str | None = None,
-    hf_split: str = "train",
-    hf_image_column: str = "image",
     max_samples: int | None = None,
 ) -> SampleDataset:
-    """All training samples of `source` in any accepted layout (see the module docstring).
+    """The training samples of `source` (any spec of `gaea.sources`; see the module docstring).
+
+    `data_format` other than ``auto`` keeps only rows of that layout; `image_root` is the folder that
+    relative image paths start from (default: the source's own folder).
 
     Raises
     ------
     BadInputError
-        When `source` is missing, has an unknown layout, a record is malformed, or an image file is missing.
+        When `source` cannot be opened or holds no usable sample.
     """
-    fmt = detect_format(source) if data_format == "auto" else data_format
+    if data_format not in LAYOUTS:
+        raise BadInputError(f"data_format {data_format!r}: choose one of {', '.join(LAYOUTS)}")
+    opened = open_source(source)
+    root = Path(image_root) if image_root else opened.base
     prefixes = instruction_prefixes or {}
-    if fmt == "hf":
-        rows = _load_hf(str(source), split=hf_split)
-        if max_samples is not None:
-            rows = rows.select(range(min(max_samples, len(rows))))
-        return SampleDataset(rows, lambda row, i: _hf_sample(row, i, hf_image_column, prefixes, system_prompt))
-    path = Path(source)
-    root = Path(image_root) if image_root else (path if path.is_dir() else path.parent)
-    if fmt == "gaea":
-        rows = list(read_records(path))[:max_samples]
-        _check_images(root, [row.image for row in rows], source=path)
-        return SampleDataset(
-            rows, lambda rec, i: record_sample(rec, str(_resolve(root, rec.image)) if rec.image else None, prefixes,
-                                               system_prompt)
-        )
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such {fmt} export file")
-    rows = _read_rows(path)[:max_samples]
-    convert = _conversation_sample if fmt == "llava" else _messages_sample
-    samples = [convert(row, i, "image", root, system_prompt) for i, row in enumerate(rows)]
-    _check_images(root, [img for s in samples for img in s.images if isinstance(img, str)], source=path)
-    return SampleDataset(samples, lambda sample, i: sample)
+    samples: list[Sample] = []
+    left_out: list[str] = []
+    for index, row in enumerate(opened.rows()):
+        if max_samples is not None and len(samples) >= max_samples:
+            break
+        try:
+            samples.append(_sample_of(row, index, root, data_format, prefixes, system_prompt))
+        except BadInputError as error:
+            left_out.append(str(error))
+            log.warning("left out %s", error)
+    if left_out:
+        log.warning("%d rows of %s were left out (the warnings above say why)", len(left_out), source)
+    if not samples:
+        first = f"; the first: {left_out[0]}" if left_out else ""
+        raise BadInputError(f"{source}: no training sample ({len(left_out)} rows left out{first})")
+    return SampleDataset(samples)
 
 
-def _load_hf(name: str, *, split: str) -> Any:
-    import datasets
-
+def _sample_of(row: Row | Skipped, index: int, root: Path | None, data_format: str, prefixes: dict[str, str],
+               system_prompt: str | None) -> Sample:
+    """The sample of one row; a BadInputError says where the row is and what is wrong with it."""
+    if isinstance(row, Skipped):
+        raise BadInputError(row.detail)
+    layout = layout_of(row.fields)
     try:
-        if Path(name).is_dir():
-            loaded = datasets.load_from_disk(name)
-            return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-        prepare_hub_dataset(name)
-        return datasets.load_dataset(name, split=split)
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        raise BadInputError(f"{name}: cannot load the Hugging Face dataset split {split!r} ({error})") from error
+        if layout is None or data_format not in ("auto", layout):
+            wanted = "neither conversations, messages nor QA fields" if layout is None else f"a {layout} row"
+            raise BadInputError(wanted if data_format == "auto" else f"{wanted}, not {data_format}")
+        if layout == "gaea":
+            record = QARecord.from_dict({**row.fields, "image": row.photo})
+            sample = record_sample(record, _record_image(row, root), prefixes, system_prompt)
+        else:
+            sample = _conversation_sample(row, index, layout, root, system_prompt)
+        _check_files(sample)
+    except BadInputError as error:
+        raise BadInputError(f"{row.where}: {error}") from error
+    return sample
 
 
-def _check_images(root: Path, images: list[str], *, source: Path) -> None:
-    missing = [image for image in images if image and not _resolve(root, image).is_file()]
+def _record_image(row: Row, root: Path | None) -> SampleImage | None:
+    """A QA record's image: the row's picture in a dataset, else the file its `image` path names."""
+    if row.image is not None and row.image.path is None:
+        return row.image
+    value = row.fields.get("image")
+    return _file(value, root) if isinstance(value, str) and value else None
+
+
+def _check_files(sample: Sample) -> None:
+    missing = [image for image in sample.images if isinstance(image, str) and not Path(image).is_file()]
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise BadInputError(f"{source}: {len(missing)} image file(s) not found under {root}: {shown}")
-
-
-def _resolve(root: Path | None, image: str) -> Path:
-    path = Path(image)
-    return path if path.is_absolute() or root is None else root / path
+        raise BadInputError(f"image file {missing[0]} not found")
 
 
 def record_sample(
@@ -203,53 +181,27 @@ def _with_system(system_prompt: str | None) -> list[dict[str, Any]]:
     return [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}] if system_prompt else []
 
 
-def _hf_sample(
-    row: dict[str, Any], index: int, image_column: str, prefixes: dict[str, str], system_prompt: str | None
-) -> Sample:
-    """A hub / saved dataset row: GAEA-Train conversations, or QA-record fields as `gaea data build` saves them."""
-    if "conversations" in row:
-        return _conversation_sample(row, index, image_column, None, system_prompt)
-    if "question_type" in row:
-        record = QARecord.from_dict({**row, "image": "", "evidence": []})
-        image = row.get(image_column)
-        return record_sample(record, _image_reference(image, None) if image else None, prefixes, system_prompt)
-    raise BadInputError(f"dataset row {index}: neither 'conversations' nor QA fields (question, answer, question_type)")
-
-
-def _conversation_sample(
-    row: dict[str, Any], index: int, image_column: str, root: Path | None, system_prompt: str | None
-) -> Sample:
-    """A sample from the LLaVA / GAEA-Train layout: `conversations` of `from` / `value` with `<image>`."""
-    sample_id = str(row.get("id", index))
-    turns = row.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        raise BadInputError(f"record {sample_id!r}: 'conversations' must be a non-empty list")
-    images = _as_list(row.get(image_column))
-    messages = _with_system(system_prompt)
-    for turn in turns:
-        role = _ROLES.get(str(turn.get("from", turn.get("role", ""))))
-        if role is None:
-            raise BadInputError(f"record {sample_id!r}: unknown speaker {turn.get('from')!r}")
-        messages.append({"role": role, "content": _parts_from_text(str(turn.get("value", "")))})
-    return _finish(sample_id, messages, images, root)
-
-
-def _messages_sample(
-    row: dict[str, Any], index: int, image_column: str, root: Path | None, system_prompt: str | None
-) -> Sample:
-    """A sample from the `messages` layout: OpenAI / HF-style roles, string or list content."""
-    sample_id = str(row.get("id", index))
-    turns = row.get("messages")
-    if not isinstance(turns, list) or not turns:
-        raise BadInputError(f"record {sample_id!r}: 'messages' must be a non-empty list")
-    images = _as_list(row.get("images", row.get(image_column)))
-    has_system = any(turn.get("role") == "system" for turn in turns)
+def _conversation_sample(row: Row, index: int, layout: str, root: Path | None, system_prompt: str | None) -> Sample:
+    """A sample from the LLaVA / GAEA-Train layout (`conversations` of `from` / `value` with `<image>`) or
+    the `messages` layout (OpenAI / HF-style roles, string or list content)."""
+    fields = row.fields
+    sample_id = str(fields.get("id", index))
+    turns = fields.get("conversations" if layout == "llava" else "messages")
+    if not isinstance(turns, list) or not turns or not all(isinstance(turn, dict) for turn in turns):
+        raise BadInputError(f"record {sample_id!r}: {layout!r} must be a non-empty list of turns")
+    if row.image is not None and row.image.path is None:
+        images: list[Any] = [row.image]
+    else:
+        images = _as_list(fields.get("image") if layout == "llava" else fields.get("images", fields.get("image")))
+    has_system = layout == "messages" and any(turn.get("role") == "system" for turn in turns)
     messages = [] if has_system else _with_system(system_prompt)
     for turn in turns:
-        role = _ROLES.get(str(turn.get("role", "")))
+        speaker = turn.get("from", turn.get("role", "")) if layout == "llava" else turn.get("role", "")
+        role = _ROLES.get(str(speaker))
         if role is None:
-            raise BadInputError(f"record {sample_id!r}: unknown role {turn.get('role')!r}")
-        content = turn.get("content")
+            raise BadInputError(f"record {sample_id!r}: unknown {'speaker' if layout == 'llava' else 'role'} "
+                                f"{speaker!r}")
+        content = turn.get("value", "") if layout == "llava" else turn.get("content")
         if isinstance(content, str):
             parts = _parts_from_text(content)
         else:
@@ -302,20 +254,22 @@ def _finish(sample_id: str, messages: list[dict[str, Any]], images: list[Any], r
         raise BadInputError(f"record {sample_id!r}: {wanted} image placeholder(s) but {len(images)} image(s)")
     if not any(message["role"] == "assistant" for message in messages):
         raise BadInputError(f"record {sample_id!r}: no assistant turn to learn from")
-    resolved = [_image_reference(image, root) for image in images]
-    return Sample(sample_id, messages, resolved)
+    return Sample(sample_id, messages, [_image_value(image, root) for image in images])
 
 
-def _image_reference(image: Any, root: Path | None) -> str | Image.Image:
-    if isinstance(image, Image.Image):
+def _image_value(image: Any, root: Path | None) -> SampleImage:
+    """An image as a row gives it: a dataset's picture or a decoded one stay; a path starts at `root`."""
+    if isinstance(image, (Image.Image, ImageRef)):
         return image
-    if isinstance(image, dict):  # datasets' undecoded Image feature
+    if isinstance(image, dict):  # a picture inside a list column of a dataset, not decoded
         if image.get("bytes"):
-            import io
-
-            return Image.open(io.BytesIO(image["bytes"]))
+            return load_image(image["bytes"])
         image = image.get("path", "")
-    return str(_resolve(root, str(image)))
+    return _file(str(image), root)
+
+
+def _file(value: str, root: Path | None) -> str:
+    return value if root is None or Path(value).is_absolute() else str(root / value)
 
 
 def split_train_eval(dataset: SampleDataset, *, eval_ratio: float, seed: int) -> tuple[Dataset, Dataset | None]:

@@ -138,8 +138,6 @@ def build_datasets(config: FinetuneConfig) -> tuple[Any, Any]:
         "image_root": config.image_root,
         "instruction_prefixes": config.instruction_prefixes,
         "system_prompt": config.system_prompt,
-        "hf_split": config.hf_split,
-        "hf_image_column": config.hf_image_column,
         "max_samples": config.max_samples,
     }
     train = load_samples(config.data, **options)

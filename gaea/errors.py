@@ -31,3 +31,16 @@ class NoLocationError(GaeaError, ValueError):
 
 class RunInUseError(GaeaError, RuntimeError):
     """A run directory is held by another process (a second run into it must not write)."""
+
+
+class PhotoRejected(BadInputError):
+    """One input (a photo, a manifest row) cannot be used, for `reason`; a build skips it and says why.
+
+    Reasons: missing, not_a_file, unreadable, empty, too_large, not_an_image, corrupt (the file or its
+    name); no_gps, empty_gps, bad_coordinates (its position); bad_row, duplicate (its manifest row).
+    """
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail

@@ -12,23 +12,14 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image
 
-from gaea.errors import BadInputError
-from gaea.images import register_heif
-from gaea.settings import get_settings
+from gaea.errors import PhotoRejected
+from gaea.images import open_image
+from gaea.io import readable_name
 
 # Tags of the EXIF GPSInfo directory.
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
-
-
-class PhotoRejected(BadInputError):
-    """This photo cannot be used, for `reason` (no_gps, empty_gps, bad_coordinates, corrupt, missing, too_large)."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 def _rational(value: Any) -> float:
@@ -95,27 +86,8 @@ def read_exif_gps(path: str | Path) -> tuple[float, float]:
     PhotoRejected
         When the file is not a readable image or has no usable GPS position (the message says which).
     """
-    with open_photo(Path(path), name=str(path)) as image:
-        return gps_of_open_image(image, name=str(path))
-
-
-def open_photo(path: Path, *, name: str) -> Image.Image:
-    """The photo at `path`, opened lazily (pixels not decoded); `name` is how messages call it."""
-    if not path.exists():
-        raise PhotoRejected("missing", f"{name}: no such file ({path})")
-    if path.suffix.lower() in (".heic", ".heif") and not register_heif():
-        raise PhotoRejected("corrupt", f"{name}: HEIC needs the pillow-heif package")
-    size = path.stat().st_size
-    if size > get_settings().max_image_bytes:
-        raise PhotoRejected("too_large", f"{name}: the file is {size / 1e6:.1f} MB, more than allowed")
-    try:
-        return Image.open(path)
-    except UnidentifiedImageError as error:
-        raise PhotoRejected("corrupt", f"{name}: not an image (Pillow cannot identify its format)") from error
-    except Image.DecompressionBombError as error:
-        raise PhotoRejected("too_large", f"{name}: {error}") from error
-    except OSError as error:
-        raise PhotoRejected("corrupt", f"{name}: cannot be read ({error})") from error
+    with open_image(path) as image:
+        return gps_of_open_image(image, name=readable_name(str(path)))
 
 
 def gps_of_open_image(image: Image.Image, *, name: str) -> tuple[float, float]:

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gaea.errors import BadInputError
-from gaea.io import read_jsonl
 
 QUESTION_TYPES = ("MCQ", "TF", "SVQA", "LVQA", "LOC")
 
@@ -59,7 +57,7 @@ class QARecord:
             location=str(data.get("location") or ""),
             options=list(data["options"]) if data.get("options") else None,
             source=str(data.get("source") or ""),
-            evidence=list(data.get("evidence") or []),
+            evidence=_evidence(data.get("evidence")),
         )
 
 
@@ -68,21 +66,20 @@ def stable_id(image: str, question: str) -> str:
     return hashlib.sha1(f"{image}\x00{question}".encode()).hexdigest()[:16]
 
 
+def _evidence(value: Any) -> list[dict[str, Any]]:
+    # Datasets store evidence as one JSON string (its items have different keys).
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return []
+    return list(value) if isinstance(value, list) else []
+
+
 def _float_or_none(value: Any) -> float | None:
-    if value is None or value == "":
+    if value is None or value == "" or isinstance(value, bool):
         return None
     try:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def read_records(path: str | Path) -> Iterator[QARecord]:
-    """Records of a `qa.jsonl` file, or of the `qa.jsonl` inside a dataset directory."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "qa.jsonl"
-    if not path.exists():
-        raise BadInputError(f"{path}: no such QA file (expected a qa.jsonl or a directory made by `gaea data build`)")
-    for data in read_jsonl(path):
-        yield QARecord.from_dict(data)

@@ -1,4 +1,5 @@
-"""Reading photo inputs: EXIF GPS (refs, rationals, empty blocks), HEIC, manifests, Hugging Face datasets."""
+"""Reading photo inputs: EXIF GPS (refs, rationals, empty blocks), HEIC, manifests, Hugging Face datasets,
+through the one source reader (gaea.sources) and the data build's resolving of each photo."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ import pytest
 from PIL import Image
 from test_data_pipeline import write_gps_copy
 
-from data_pipeline.inputs import Photo, Skipped, iter_items, resolve_item
+from data_pipeline.inputs import Photo, resolve_item
 from gaea.errors import BadInputError
 from gaea.exif import gps_from_exif, read_exif_gps
+from gaea.sources import PhotoItem, Skipped, open_source, photo_items
+
+
+def iter_items(spec) -> list[PhotoItem | Skipped]:
+    return list(photo_items(open_source(spec)))
 
 
 def _expected(photos: Path) -> dict[str, tuple[float, float] | None]:
@@ -86,7 +92,7 @@ def test_jsonl_manifest_and_missing_columns(tmp_path: Path, photos_dir: Path) ->
     bad.write_text("path,x,y\na.jpg,1,2\n")
     with pytest.raises(BadInputError, match="no latitude column"):
         list(iter_items(bad))
-    with pytest.raises(BadInputError, match="no such photo folder"):
+    with pytest.raises(BadInputError, match="no such file or folder"):
         list(iter_items(tmp_path / "absent"))
 
 
@@ -97,9 +103,9 @@ def test_hugging_face_dataset_input(tmp_path: Path, photos_dir: Path) -> None:
             "lat": [37.8071, 123.0], "lon": [-122.3004, 5.0]}
     saved = tmp_path / "hfin"
     datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).save_to_disk(str(saved))
-    items = list(iter_items(saved))
-    assert [item.hf_index for item in items] == [0, 1]
-    dataset = datasets.load_from_disk(str(saved))
-    first, second = (resolve_item(item, out_dir=tmp_path / "out", hf_dataset=dataset) for item in items)
-    assert isinstance(first, Photo) and (tmp_path / "out" / first.image).is_file()
+    first, second = iter_items(saved)
+    assert first.image.row == 0 and first.key == "hfin[0]"
+    photo = resolve_item(first, out_dir=tmp_path / "out")
+    assert isinstance(photo, Photo) and (tmp_path / "out" / photo.image).is_file()
+    assert (tmp_path / "out" / photo.image).read_bytes() == (photos_dir / "DSCN0010.jpg").read_bytes()
     assert isinstance(second, Skipped) and second.reason == "bad_coordinates"

@@ -200,12 +200,12 @@ def test_bad_photos_are_listed_in_skipped_with_their_reason(oakland) -> None:
         "45-gps_ifd.jpg": "empty_gps",
         "impossible.jpg": "bad_coordinates",
         "truncated.jpg": "corrupt",
-        "not_an_image.jpg": "corrupt",
+        "not_an_image.jpg": "not_an_image",
     }
     assert all(entry["detail"].startswith(entry["photo"]) for entry in skipped)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["photos_read"] == 17 and summary["photos_used"] == 12
-    assert summary["skipped"] == {"bad_coordinates": 1, "corrupt": 2, "empty_gps": 1, "no_gps": 1}
+    assert summary["skipped"] == {"bad_coordinates": 1, "corrupt": 1, "empty_gps": 1, "no_gps": 1, "not_an_image": 1}
     assert summary["records"] == dict(Counter(r["question_type"] for r in records))
     assert not any(r["image"].endswith(name) for r in records for name in reasons)
 
@@ -229,15 +229,22 @@ def test_answers_state_only_what_their_evidence_holds(oakland) -> None:
                     assert evidence["value"] in record["answer"]
 
 
-def test_hf_dataset_and_card_hold_every_record_with_its_image(oakland) -> None:
+def test_hf_dataset_and_card_hold_every_record_with_its_image_stored_once(oakland) -> None:
     import datasets
 
     out, records, _, _ = oakland
     dataset = datasets.load_from_disk(str(out / "hf"))
-    assert len(dataset) == len(records)
+    images = list(dict.fromkeys(r["image"] for r in records))
+    assert len(dataset) == len(images) == 12 and sum(len(row) for row in dataset["records"]) == len(records)
     row = dataset[0]
     assert isinstance(row["image"], Image.Image) and row["image"].size == (640, 480)
-    assert row["question"] == records[0]["question"] and json.loads(row["evidence"]) == records[0]["evidence"]
+    first = [r for r in records if r["image"] == images[0]]
+    assert [r["question"] for r in row["records"]] == [r["question"] for r in first]
+    assert json.loads(row["records"][0]["evidence"]) == first[0]["evidence"]
+    # Each image is stored once: the saved arrow files hold little more than the distinct photos.
+    stored = sum(f.stat().st_size for f in (out / "hf").glob("*.arrow"))
+    photos = sum((out / image).stat().st_size for image in images)
+    assert photos <= stored < photos * 1.5
     card = (out / "README.md").read_text()
     for qtype, count in Counter(r["question_type"] for r in records).items():
         assert f"| {qtype} | {count} |" in card
@@ -325,7 +332,7 @@ def test_bad_settings_are_clear_errors(tmp_path, shared_data: Path) -> None:
         BuildConfig(photos=str(tmp_path), out=tmp_path / "o", osm_file=extract, types=("mcq", "essay"))
     with pytest.raises(ConfigError, match="no such OSM file"):
         BuildConfig(photos=str(tmp_path), out=tmp_path / "o", osm_file=str(tmp_path / "nope.osm"))
-    with pytest.raises(BadInputError, match="no such photo folder"):
+    with pytest.raises(BadInputError, match="absent: no such file or folder"):
         BuildConfig(photos=str(tmp_path / "absent"), out=tmp_path / "o", osm_file=extract)
     assert not (tmp_path / "o").exists()
 

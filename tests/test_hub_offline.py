@@ -54,7 +54,7 @@ HUB_COMMANDS = {  # case -> (command, its arguments, the hub id the error names)
         "'Qwen/Qwen2.5-VL-7B-Instruct'",
     ),
     "eval bench on the hub's GAEA-Bench": (
-        "eval bench", ["--dataset", "ucf-crcv/GAEA-Bench", "--model", "model", "--judge-free", "--out", "bench"],
+        "eval bench", ["--dataset", "hf:ucf-crcv/GAEA-Bench", "--model", "model", "--judge-free", "--out", "bench"],
         "'ucf-crcv/GAEA-Bench'",
     ),
     "gallery build with the default encoder": (

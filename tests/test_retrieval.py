@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from gaea.errors import BadInputError, ConfigError
-from gaea.retrieval import Embedder, Gallery, Retriever, SearchParams, VectorIndex, build_gallery, read_exif_gps
+from gaea.exif import read_exif_gps
+from gaea.retrieval import Embedder, Gallery, Retriever, SearchParams, VectorIndex, build_gallery
 from gaea.retrieval.index import choose_kind
 
 GEOTAGGED = ["67-0_length_string.jpg", "DSCN0010.jpg", "DSCN0012.jpg", "DSCN0021.jpg", "DSCN0025.jpg",
@@ -47,16 +48,10 @@ def synthetic_embeddings(coords: np.ndarray, dim: int, *, seed: int = 0) -> np.n
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_exif_gps_matches_the_expected_coordinates(photos_dir: Path) -> None:
-    with open(photos_dir / "expected_gps.csv", newline="") as handle:
-        expected = list(csv.DictReader(handle))
-    assert len(expected) == 10
-    for row in expected:
-        point = read_exif_gps(photos_dir / row["file"])
-        if not row["lat"]:
-            assert point is None, row["file"]
-        else:
-            assert point == pytest.approx((float(row["lat"]), float(row["lon"])), abs=1e-5), row["file"]
+def test_photos_without_a_position_are_listed_with_their_reasons(photo_gallery: Gallery) -> None:
+    skipped = {entry["photo"]: entry["reason"] for entry in photo_gallery.manifest["skipped"]}
+    assert skipped == {"Canon_40D.jpg": "no_gps", "45-gps_ifd.jpg": "empty_gps"}
+    assert all("EXIF" in entry["detail"] for entry in photo_gallery.manifest["skipped"])
 
 
 def test_gallery_from_photo_folder_has_coordinates_places_and_embeddings(photo_gallery: Gallery,
@@ -189,7 +184,7 @@ def test_build_from_a_qa_dataset_and_a_hf_dataset(photos_dir: Path, embedder: Em
 def test_bad_inputs_are_named(photos_dir: Path, embedder: Embedder, photo_gallery: Gallery, tmp_path: Path) -> None:
     manifest = tmp_path / "bad.csv"
     manifest.write_text(f"path,lat,lon\n{photos_dir / 'DSCN0010.jpg'},north,11.8\n")
-    with pytest.raises(BadInputError, match=r"bad.csv:2: lat 'north' is not a number"):
+    with pytest.raises(BadInputError, match=r"bad_coordinates 1"):
         build_gallery(manifest, tmp_path / "g", embedder, show_progress=False)
     with pytest.raises(BadInputError, match="no such file or folder"):
         build_gallery(tmp_path / "missing", tmp_path / "g", embedder, show_progress=False)
@@ -198,7 +193,8 @@ def test_bad_inputs_are_named(photos_dir: Path, embedder: Embedder, photo_galler
     broken = tmp_path / "broken.csv"
     broken.write_text(f"path,lat,lon\n{photos_dir / 'DSCN0010.jpg'},43.4,11.8\n{tmp_path / 'nope.jpg'},1,2\n")
     gallery = build_gallery(broken, tmp_path / "g2", embedder, show_progress=False)
-    assert len(gallery) == 1 and "no such file" in gallery.manifest["skipped"][0]["skipped"]
+    assert len(gallery) == 1 and gallery.manifest["skipped"][0]["reason"] == "missing"
+    assert "no such file" in gallery.manifest["skipped"][0]["detail"]
     other = Gallery.from_arrays(tmp_path / "g3", np.eye(8, dtype=np.float32), np.zeros(8), np.zeros(8), places=[""] * 8)
     with pytest.raises(ConfigError, match="8-dimensional ones"):
         Retriever(other, embedder)

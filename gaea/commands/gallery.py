@@ -3,6 +3,7 @@
 gaea gallery build --images photos/ --out gallery/
 gaea gallery build --images photos.csv --out gallery/ --encoder google/siglip-base-patch16-224 --index flat
 gaea gallery build --images hf:owner/geotagged-photos:train --out gallery/ --index ivfpq
+gaea gallery build --images data/city --out gallery/     # the photos of a `gaea data build` dataset
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from gaea.commands.parsing import CommandParser, add_command, add_commands
 from gaea.errors import ConfigError
 from gaea.retrieval.index import INDEX_KINDS
 from gaea.settings import get_settings
+from gaea.sources import SPEC_HELP, open_source
 
 
 def configure(parser: CommandParser) -> None:
@@ -24,9 +26,7 @@ def configure(parser: CommandParser) -> None:
         help="embed geotagged photos into a gallery (resumable: a rerun continues where it stopped)",
         examples=["gaea gallery build --images photos/ --out gallery/"],
     )
-    build.add_argument("--images", required=True,
-                       help="a folder of photos with EXIF GPS, a .csv / .jsonl manifest (path, lat, lon), a dataset "
-                            "folder made by `gaea data build`, or a Hugging Face dataset (hf:owner/name[:split])")
+    build.add_argument("--images", required=True, help=SPEC_HELP)
     build.add_argument("--out", required=True, type=Path, help="the gallery folder to write")
     build.add_argument("--encoder", help=f"image encoder, hub id or folder (default: {get_settings().encoder})")
     build.add_argument("--index", choices=INDEX_KINDS, default="auto",
@@ -50,11 +50,13 @@ def run_build(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {args.batch_size}")
     from gaea.retrieval.embedder import Embedder
-    from gaea.retrieval.gallery import build_gallery
+    from gaea.retrieval.gallery import build_gallery, skip_counts
 
+    source = open_source(args.images)  # a bad input fails before the encoder loads
     embedder = Embedder(args.encoder, batch_size=args.batch_size, device=args.device)
-    gallery = build_gallery(args.images, args.out, embedder, index_kind=args.index, overwrite=args.overwrite)
-    skipped = len(gallery.manifest.get("skipped", []))
+    gallery = build_gallery(source, args.out, embedder, index_kind=args.index, overwrite=args.overwrite)
+    skipped = gallery.manifest.get("skipped", [])
     print(f"gallery of {len(gallery)} photos ({gallery.manifest['index_kind']} index, {gallery.dim} dimensions) "
-          f"written to {args.out}" + (f"; {skipped} unreadable photos skipped" if skipped else ""))
+          f"written to {args.out}" + (f"; {len(skipped)} photos skipped ({skip_counts(skipped)}), listed in "
+                                      f"{args.out / 'manifest.json'}" if skipped else ""))
     return 0

@@ -10,53 +10,32 @@ Layout of a gallery folder::
     chunks/            work in progress while building: NNNNN.npy + NNNNN.jsonl pairs; a rerun continues
     run.json, run.lock the run journal (gaea.runs): the encoder a rerun must use; the build holding the folder
 
-Photos come from a folder of geotagged photos (EXIF GPS), a CSV / JSONL manifest (path, lat, lon), a
-dataset folder made by `gaea data build` (its qa.jsonl), or a Hugging Face dataset with image, lat and lon
-columns (``hf:owner/name[:split]``, or a folder written by ``Dataset.save_to_disk``).
+Photos come from any source of `gaea.sources`: a folder of geotagged photos (EXIF GPS), a CSV / JSONL
+manifest, a `gaea data build` folder, parquet, a ``save_to_disk`` folder or ``hf:OWNER/NAME[:SPLIT]``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from gaea import exif
-from gaea.errors import BadInputError
-from gaea.images import IMAGE_SUFFIXES, load_image
-from gaea.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl
-from gaea.models.hub import prepare_hub_dataset
+from gaea.errors import BadInputError, PhotoRejected
+from gaea.images import decode
+from gaea.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, readable_name
 from gaea.retrieval.index import VectorIndex, as_float32_matrix
 from gaea.runs import open_run
+from gaea.sources import PhotoItem, Skipped, Source, open_source, opened_photo, photo_items
 from gaea.types import Neighbor
 
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 INDEX_FILE = "index.faiss"
-
-
-@dataclass(frozen=True)
-class GalleryItem:
-    """One geotagged photo to embed: ``image`` is a path or a function returning the PIL image."""
-
-    id: str
-    source: str
-    lat: float
-    lon: float
-    image: Path | Callable[[], Image.Image]
-
-    def pil(self) -> Image.Image:
-        if isinstance(self.image, Path):
-            return load_image(self.image)
-        return self.image().convert("RGB")
 
 
 class Gallery:
@@ -156,7 +135,8 @@ def _write_finished_gallery(root: Path, embeddings: np.ndarray, lats: np.ndarray
                             index_kind: str) -> None:
     n = len(embeddings)
     if n == 0:
-        raise BadInputError(f"{root}: no geotagged photo to put in the gallery")
+        reasons = skip_counts(manifest.get("skipped", []))
+        raise BadInputError(f"{root}: no usable photo to put in the gallery ({reasons}; see the warnings above)")
     _save_npy(root / "embeddings.npy", embeddings)
     _save_npy(root / "coords.npy", np.stack([lats, lons], axis=1))
     rows = [{"id": i, "source": s, "place": p, "lat": float(la), "lon": float(lo)}
@@ -183,16 +163,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 # -- building from photos ---------------------------------------------------------------------------
 
 
-def build_gallery(images: str | Path, out: str | Path, embedder: Any, *, index_kind: str = "auto",
+def build_gallery(images: str | Path | Source, out: str | Path, embedder: Any, *, index_kind: str = "auto",
                   chunk_size: int = 512, show_progress: bool = True, overwrite: bool = False) -> Gallery:
     """Embed every geotagged photo of ``images`` into a gallery at ``out``; resumable.
 
     Parameters
     ----------
     images
-        A folder of photos with EXIF GPS, a ``.csv`` / ``.jsonl`` manifest (path, lat, lon), a dataset
-        folder made by `gaea data build`, or a Hugging Face dataset (``hf:owner/name[:split]`` or a
-        ``save_to_disk`` folder) with image, lat and lon.
+        Any photo source of `gaea.sources`, opened or as a spec (a folder of photos with EXIF GPS, a CSV /
+        JSONL manifest, a `gaea data build` folder, parquet, a ``save_to_disk`` folder, ``hf:OWNER/NAME[:SPLIT]``).
     out
         The gallery folder. Embeddings are appended in chunks under ``out/chunks``; a rerun after an
         interruption embeds only the photos not yet done.
@@ -205,14 +184,20 @@ def build_gallery(images: str | Path, out: str | Path, embedder: Any, *, index_k
     overwrite
         Delete an earlier gallery in ``out`` and start afresh. Without it, a gallery begun with another
         encoder is refused (its embeddings cannot mix with this one's); other photos may be added.
+
+    Photos that cannot be used (no position, unreadable, a bad manifest row, ...) are left out and listed
+    with their reasons under ``"skipped"`` in the manifest.
     """
     out = Path(out)
-    items = list(iter_gallery_items(images))
+    source = images if isinstance(images, Source) else open_source(images)
+    entries = list(photo_items(source))
+    items = [entry for entry in entries if isinstance(entry, PhotoItem)]
+    unusable = [entry.to_dict() for entry in entries if isinstance(entry, Skipped)]
     if not items:
-        raise BadInputError(f"{images}: found no geotagged photo (EXIF GPS, or lat/lon in the manifest)")
+        raise BadInputError(f"{readable_name(source.spec)}: no photo to put in a gallery ({skip_counts(unusable)})")
     with open_run(out, job="gaea gallery build", fingerprint=encoder_fingerprint(embedder), overwrite=overwrite):
-        return _build_from_items(items, images, out, embedder, index_kind=index_kind, chunk_size=chunk_size,
-                                 show_progress=show_progress)
+        return _build_from_items(items, unusable, source, out, embedder, index_kind=index_kind,
+                                 chunk_size=chunk_size, show_progress=show_progress)
 
 
 def encoder_fingerprint(embedder: Any) -> dict[str, Any]:
@@ -222,42 +207,51 @@ def encoder_fingerprint(embedder: Any) -> dict[str, Any]:
     return {"encoder": encoder, "library": getattr(embedder, "library", None), "dim": embedder.dim}
 
 
-def _build_from_items(items: list[GalleryItem], images: str | Path, out: Path, embedder: Any, *, index_kind: str,
-                      chunk_size: int, show_progress: bool) -> Gallery:
+def _build_from_items(items: list[PhotoItem], unusable: list[dict[str, str]], source: Source, out: Path,
+                      embedder: Any, *, index_kind: str, chunk_size: int, show_progress: bool) -> Gallery:
     from tqdm.auto import tqdm
 
     chunks_dir = out / "chunks"
     chunks_dir.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
     done, skipped = _finished_chunk_ids(chunks_dir)
-    todo = [item for item in items if item.id not in done and item.id not in skipped]
-    log.info("%d photos in %s: %d already embedded, %d to do", len(items), images, len(done), len(todo))
+    todo = [item for item in items if item.key not in done and item.key not in skipped]
+    log.info("%d photos in %s: %d already embedded, %d to do", len(items), source.spec, len(done), len(todo))
     progress = tqdm(total=len(items), initial=len(items) - len(todo), desc="gallery", unit="photo",
                     disable=not show_progress)
     next_chunk = _next_chunk_number(chunks_dir)
     for start in range(0, len(todo), chunk_size):
-        _embed_chunk(todo[start:start + chunk_size], embedder, chunks_dir / f"{next_chunk:05d}")
+        _embed_chunk(todo[start:start + chunk_size], embedder, chunks_dir / f"{next_chunk:05d}", source)
         next_chunk += 1
         progress.update(len(todo[start:start + chunk_size]))
     progress.close()
-    return _finish_from_chunks(out, chunks_dir, embedder, images, index_kind)
+    return _finish_from_chunks(out, chunks_dir, embedder, source, index_kind, unusable)
 
 
-def _embed_chunk(items: list[GalleryItem], embedder: Any, stem: Path) -> None:
-    """Embed ``items`` and save them as one chunk; unreadable photos are recorded as skipped."""
-    pils, kept, skipped = [], [], []
+def skip_counts(skipped: list[dict[str, str]]) -> str:
+    """"no_gps 2, corrupt 1" for a list of skipped entries ("nothing found" for none)."""
+    counts = Counter(entry["reason"] for entry in skipped)
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(counts.items())) or "nothing found"
+
+
+def _embed_chunk(items: list[PhotoItem], embedder: Any, stem: Path, source: Source) -> None:
+    """Embed ``items`` and save them as one chunk; unusable photos are recorded with their reasons."""
+    pils, rows, skipped = [], [], []
     for item in items:
         try:
-            pils.append(item.pil())
-            kept.append(item)
-        except BadInputError as error:
-            log.warning("skipping %s: %s", item.id, error)
-            skipped.append({"id": item.id, "skipped": str(error)})
+            with opened_photo(item) as (image, lat, lon):
+                decode(image, name=item.key)
+                pils.append(image.convert("RGB"))
+        except PhotoRejected as rejected:
+            log.warning("skipping %s", rejected.detail)
+            skipped.append({"id": item.key, "skipped": rejected.reason, "detail": rejected.detail})
+            continue
+        origin = readable_name(item.image.path) if item.image.path else f"{source.spec} {item.where}"
+        rows.append({"id": item.key, "source": origin, "lat": float(lat), "lon": float(lon)})
     vectors = embedder.embed(pils) if pils else np.zeros((0, embedder.dim), dtype=np.float32)
-    rows = [{"id": i.id, "source": i.source, "lat": i.lat, "lon": i.lon} for i in kept] + skipped
     _save_npy(stem.with_suffix(".npy"), vectors)
     # The .jsonl is written after the .npy: a chunk counts only once both exist.
-    atomic_write_jsonl(stem.with_suffix(".jsonl"), rows)
+    atomic_write_jsonl(stem.with_suffix(".jsonl"), rows + skipped)
 
 
 def _finished_chunks(chunks_dir: Path) -> list[Path]:
@@ -277,12 +271,14 @@ def _next_chunk_number(chunks_dir: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
-def _finish_from_chunks(out: Path, chunks_dir: Path, embedder: Any, images: str | Path, index_kind: str) -> Gallery:
-    vectors, rows, skipped = [], [], []
+def _finish_from_chunks(out: Path, chunks_dir: Path, embedder: Any, source: Source, index_kind: str,
+                        skipped: list[dict[str, str]]) -> Gallery:
+    vectors, rows, skipped = [], [], list(skipped)
     for stem in _finished_chunks(chunks_dir):
         chunk_rows = list(read_jsonl(stem.with_suffix(".jsonl")))
         rows += [row for row in chunk_rows if "skipped" not in row]
-        skipped += [row for row in chunk_rows if "skipped" in row]
+        skipped += [Skipped(row["id"], row["skipped"], row.get("detail", "")).to_dict()
+                    for row in chunk_rows if "skipped" in row]
         vectors.append(np.load(stem.with_suffix(".npy")))
     embeddings = np.concatenate(vectors) if vectors else np.zeros((0, embedder.dim), dtype=np.float32)
     lats = np.array([row["lat"] for row in rows], dtype=np.float64)
@@ -290,139 +286,6 @@ def _finish_from_chunks(out: Path, chunks_dir: Path, embedder: Any, images: str 
     _write_finished_gallery(
         out, embeddings, lats, lons, [row["id"] for row in rows], [row["source"] for row in rows],
         place_names(lats, lons), index_kind=index_kind,
-        manifest={"encoder": embedder.model_name, "built_from": str(images), "skipped": skipped},
+        manifest={"encoder": embedder.model_name, "built_from": readable_name(source.spec), "skipped": skipped},
     )
     return Gallery.load(out)
-
-
-# -- reading the inputs -----------------------------------------------------------------------------
-
-
-def iter_gallery_items(images: str | Path) -> Iterator[GalleryItem]:
-    """The geotagged photos of ``images`` (see `build_gallery` for the accepted inputs).
-
-    Raises
-    ------
-    BadInputError
-        When ``images`` does not exist or is of no known kind.
-    """
-    text = str(images)
-    if text.startswith("hf:"):
-        yield from _items_from_hf(text[3:])
-        return
-    path = Path(images)
-    if not path.exists():
-        raise BadInputError(f"{path}: no such file or folder")
-    if path.is_dir() and (path / "qa.jsonl").is_file():
-        yield from _items_from_qa_dataset(path)
-    elif path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "state.json").is_file()):
-        yield from _items_from_hf(str(path))
-    elif path.is_dir():
-        yield from _items_from_folder(path)
-    elif path.suffix.lower() == ".csv":
-        yield from _items_from_csv(path)
-    elif path.suffix.lower() in (".jsonl", ".json"):
-        yield from _items_from_jsonl(path)
-    else:
-        raise BadInputError(f"{path}: expected a folder of photos, a .csv / .jsonl manifest, a dataset folder "
-                            "or hf:owner/name")
-
-
-def _items_from_folder(folder: Path) -> Iterator[GalleryItem]:
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        point = read_exif_gps(path)
-        if point is None:
-            log.info("%s: no GPS position in its EXIF; left out", path)
-            continue
-        yield GalleryItem(str(path.relative_to(folder)), str(path), point[0], point[1], path)
-
-
-def read_exif_gps(path: str | Path) -> tuple[float, float] | None:
-    """(lat, lon) from a photo's EXIF GPS block, or None when it has none (or an unusable one)."""
-    try:
-        return exif.read_exif_gps(path)
-    except exif.PhotoRejected as rejected:
-        log.info("%s", rejected)
-        return None
-
-
-def _coordinate(row: dict[str, Any], names: tuple[str, ...], where: str) -> float:
-    for name in names:
-        if row.get(name) not in (None, ""):
-            try:
-                return float(row[name])
-            except (TypeError, ValueError) as error:
-                raise BadInputError(f"{where}: {name} {row[name]!r} is not a number") from error
-    raise BadInputError(f"{where}: no {' / '.join(names)} value")
-
-
-def _item_from_row(row: dict[str, Any], base: Path, where: str) -> GalleryItem:
-    image = row.get("path") or row.get("image") or row.get("file")
-    if not image:
-        raise BadInputError(f"{where}: no path / image / file column")
-    lat = _coordinate(row, ("lat", "latitude", "LAT"), where)
-    lon = _coordinate(row, ("lon", "lng", "longitude", "LON"), where)
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise BadInputError(f"{where}: ({lat}, {lon}) is not a valid latitude, longitude")
-    path = Path(image) if Path(image).is_absolute() else base / image
-    return GalleryItem(str(row.get("id") or image), str(path), lat, lon, path)
-
-
-def _items_from_csv(path: Path) -> Iterator[GalleryItem]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            yield _item_from_row(row, path.parent, f"{path}:{line}")
-
-
-def _items_from_jsonl(path: Path) -> Iterator[GalleryItem]:
-    for line, row in enumerate(read_jsonl(path), start=1):
-        yield _item_from_row(row, path.parent, f"{path}:{line}")
-
-
-def _items_from_qa_dataset(folder: Path) -> Iterator[GalleryItem]:
-    """Unique images with coordinates of a dataset made by `gaea data build`."""
-    from gaea.records import read_records
-
-    seen: set[str] = set()
-    for record in read_records(folder):
-        if record.image in seen or record.lat is None or record.lon is None:
-            continue
-        seen.add(record.image)
-        path = folder / record.image
-        yield GalleryItem(record.image, record.source or str(path), record.lat, record.lon, path)
-
-
-def _items_from_hf(spec: str) -> Iterator[GalleryItem]:
-    """Rows of a Hugging Face dataset with image and lat/lon (or latitude/longitude) columns."""
-    import datasets
-
-    if Path(spec).is_dir():
-        dataset = datasets.load_from_disk(spec)
-        name = Path(spec).name
-    else:
-        name, _, split = spec.partition(":")
-        prepare_hub_dataset(name)
-        dataset = datasets.load_dataset(name, split=split or "train")
-    if isinstance(dataset, datasets.DatasetDict):
-        dataset = dataset[next(iter(dataset))]
-    if "image" not in dataset.column_names:
-        raise BadInputError(f"{spec}: the dataset has no image column (columns: {', '.join(dataset.column_names)})")
-    coordinates = dataset.remove_columns(["image"])
-    for row_number, row in enumerate(coordinates):
-        where = f"{spec} row {row_number}"
-        lat = _coordinate(row, ("lat", "latitude", "LAT"), where)
-        lon = _coordinate(row, ("lon", "lng", "longitude", "LON"), where)
-        yield GalleryItem(str(row.get("id") or f"{name}:{row_number}"), f"hf:{name}", lat, lon,
-                          _hf_image_loader(dataset, row_number))
-
-
-def _hf_image_loader(dataset: Any, row: int) -> Callable[[], Image.Image]:
-    def load() -> Image.Image:
-        image = dataset[row]["image"]
-        if not isinstance(image, Image.Image):
-            raise BadInputError(f"row {row} of the dataset: image is {type(image).__name__}, not a decoded image")
-        return image
-
-    return load
