@@ -20,7 +20,7 @@ from gaea.images import decode
 from gaea.sources import PhotoItem, Skipped, opened_photo
 
 # Formats every training tool reads; anything else (HEIC, TIFF, ...) is converted to JPEG on the way in.
-PORTABLE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+PORTABLE_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp"}  # MPO: a camera's JPEG
 
 
 @dataclass(frozen=True)

@@ -150,10 +150,6 @@ class Source:
         else:
             yield from _dataset_rows((self.kind, self.target, self.split), self.name, self.base)
 
-    def image_ref(self, value: str) -> ImageRef:
-        """The file a path column names (relative paths start at the source's folder)."""
-        return ImageRef(path=_joined(self.base, value.strip()))
-
     def _jsonl_file(self) -> Path:
         return Path(self.target) / "qa.jsonl" if self.kind == "records" else Path(self.target)
 
@@ -410,7 +406,7 @@ def _undecoded(key: tuple[str, Any, str | None], column: str) -> Any:
     return _dataset(key).select_columns([column]).cast_column(column, datasets.Image(decode=False))
 
 
-def picture_columns(dataset: Any) -> list[str]:
+def _picture_columns(dataset: Any) -> list[str]:
     """The columns of a `datasets.Dataset` that hold pictures."""
     import datasets
 
@@ -419,7 +415,7 @@ def picture_columns(dataset: Any) -> list[str]:
 
 def _dataset_rows(key: tuple[str, Any, str | None], name: str, base: Path | None) -> Iterator[Row]:
     dataset = _dataset(key)
-    pictures = picture_columns(dataset)
+    pictures = _picture_columns(dataset)
     text = dataset.remove_columns(pictures) if pictures else dataset
     for start in range(0, len(text), _BATCH):
         batch = text[start:start + _BATCH]

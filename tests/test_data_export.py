@@ -74,7 +74,7 @@ def test_stats_command_prints_counts(dataset: Path, capsys) -> None:
     records = list(read_jsonl(dataset / "qa.jsonl"))
     assert stats["records"] == len(records) and stats["photos"] == 4
     assert stats["tf_true"] == stats["tf_false"]
-    assert stats["skipped"] == {"bad_coordinates": 1, "corrupt": 2, "empty_gps": 1, "no_gps": 1}
+    assert stats["skipped"] == {"bad_coordinates": 1, "corrupt": 1, "empty_gps": 1, "no_gps": 1, "not_an_image": 1}
     assert main(["data", "stats", str(dataset)]) == 0
     assert "TF balance" in capsys.readouterr().out
 
