@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -255,8 +256,22 @@ def _empty_training_set(scene: Scene) -> list[str]:
     folder = scene.root / "empty-set"
     folder.mkdir()
     (folder / "qa.jsonl").write_text("")
-    return ["finetune", "--data", str(folder), "--model_name_or_path", str(scene.root),
+    return ["finetune", "train", "--data", str(folder), "--model_name_or_path", str(scene.root),
             "--output_dir", str(scene.root / "run")]
+
+
+def _latin1_truth(scene: Scene) -> list[str]:
+    truth, predictions = scene.root / "truth.csv", scene.root / "predictions.csv"
+    truth.write_bytes(b"id,lat,lon,city,country\nz1,47.37,8.54,Z\xfcrich,Switzerland\n")
+    predictions.write_text("id,lat,lon\nz1,47.4,8.5\n")
+    return ["eval", "geo", "--truth", str(truth), "--predictions", str(predictions), "--out", str(scene.root / "run")]
+
+
+def _latin1_recipe(scene: Scene) -> list[str]:
+    recipe = scene.root / "recipe.yaml"
+    recipe.write_bytes(b"output_dir: runs/k\xf6ln\n")
+    return ["finetune", "train", "--config", str(recipe), "--data", str(scene.root),
+            "--model_name_or_path", str(scene.root)]
 
 
 def _with(command: str, spec: Callable[[Scene], str]) -> Callable[[Scene], list[str]]:
@@ -290,7 +305,8 @@ CASES: list[Case] = [
     Case("data build: no photo with GPS", "data build", "own",
          _own(_with("data build", _no_gps_folder), "error", "no usable photo (no_gps 1)")),
     Case("gallery build: no photo with GPS", "gallery build", "own",
-         _own(_with("gallery build", _no_gps_folder), "error", "no usable photo to put in the gallery (no_gps 1")),
+         _own(_with("gallery build", _no_gps_folder), "error",
+              "no-gps: no usable photo to put in a gallery (no_gps 1")),
     *(Case(f"{command}: CSV headed File,Latitude,Longitude", command, "own", _capitalised_manifest(command))
       for command in COMMANDS),
     *(Case(f"{command}: bare hub id", command, "own",
@@ -300,6 +316,8 @@ CASES: list[Case] = [
            _own(_with(command, lambda scene: "hf:owner/name"), "error", "hf:owner/name: cannot open"))
       for command in COMMANDS),
     Case("finetune: empty dataset", "finetune", "own", _own(_empty_training_set, "error", "no training sample")),
+    Case("finetune: recipe not UTF-8", "finetune", "own", _own(_latin1_recipe, "error", "recipe.yaml: not valid YAML")),
+    Case("eval geo: truth CSV not UTF-8", "eval geo", "own", _own(_latin1_truth, "used", "")),
 ]
 
 
@@ -331,6 +349,8 @@ class Run:
         return ids + [entry["photo"] for entry in self.skipped()]
 
     def used(self, key: str) -> bool:
+        if not key:  # the command's own output is all there is to check: it ran through
+            return True
         if self.command == "data build":
             photo_id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
             return any((self.out / "images").glob(f"{photo_id}.*"))
@@ -385,7 +405,7 @@ def problem(expect: Expect, run: Run) -> str | None:
 
 def _noise(line: str) -> bool:
     """Log warnings and progress bars (redrawn in place on a terminal) are not messages."""
-    return line.startswith("WARNING") or "it/s]" in line or "s/it]" in line
+    return line.startswith("WARNING") or re.search(r"\d+%\|", line) is not None
 
 
 @dataclass

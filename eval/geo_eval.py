@@ -376,7 +376,8 @@ def _read_csv(path: str | Path, *, required: dict[str, tuple[str, ...]]) -> tupl
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{path}: no such CSV file")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    # errors="replace": a stray byte in a name or id spoils that text only, the same way in truth and predictions.
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         rows = list(reader)

@@ -183,7 +183,7 @@ def _read_recipe(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such recipe file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from error
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of keys to values, not {type(data).__name__}")

@@ -135,8 +135,7 @@ def _write_finished_gallery(root: Path, embeddings: np.ndarray, lats: np.ndarray
                             index_kind: str) -> None:
     n = len(embeddings)
     if n == 0:
-        reasons = skip_counts(manifest.get("skipped", []))
-        raise BadInputError(f"{root}: no usable photo to put in the gallery ({reasons}; see the warnings above)")
+        raise BadInputError(f"{root}: no photo to put in the gallery")
     _save_npy(root / "embeddings.npy", embeddings)
     _save_npy(root / "coords.npy", np.stack([lats, lons], axis=1))
     rows = [{"id": i, "source": s, "place": p, "lat": float(la), "lon": float(lo)}
@@ -280,6 +279,10 @@ def _finish_from_chunks(out: Path, chunks_dir: Path, embedder: Any, source: Sour
         skipped += [Skipped(row["id"], row["skipped"], row.get("detail", "")).to_dict()
                     for row in chunk_rows if "skipped" in row]
         vectors.append(np.load(stem.with_suffix(".npy")))
+    if not rows:
+        reasons = skip_counts(skipped)
+        raise BadInputError(f"{readable_name(source.spec)}: no usable photo to put in a gallery ({reasons}; "
+                            "the warnings above say why)")
     embeddings = np.concatenate(vectors) if vectors else np.zeros((0, embedder.dim), dtype=np.float32)
     lats = np.array([row["lat"] for row in rows], dtype=np.float64)
     lons = np.array([row["lon"] for row in rows], dtype=np.float64)
