@@ -286,14 +286,15 @@ def test_hf_copy_stores_each_image_once_and_leftovers_are_removed(tmp_path, phot
     from gaea.records import QARecord
 
     out = tmp_path / "data"
-    stale = out / ".hf-interrupted"
-    (stale / "cache").mkdir(parents=True)
-    (stale / "cache" / "big.arrow").write_bytes(b"\0" * 1000)
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,lat,lon\n" + "".join(f"{photos_dir / n},{la},{lo}\n"
                                                     for n, (la, lo) in zip(AREZZO, POSITIONS, strict=True)))
     config = BuildConfig(photos=str(manifest), out=out, osm_file=str(shared_data / "osm" / "kirchberg-no-pois.osm"),
                          progress=False)
+    build_dataset(config)
+    stale = out / ".hf-interrupted"  # what a kill during the Hugging Face copy leaves
+    (stale / "cache").mkdir(parents=True)
+    (stale / "cache" / "big.arrow").write_bytes(b"\0" * 1000)
     summary = build_dataset(config)
     assert not stale.exists() and not list(out.glob(".hf-*"))
     records = sum(summary.records.values())
