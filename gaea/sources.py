@@ -1,16 +1,16 @@
 """Every way geotagged photos and datasets come in, read by one function: `open_source(spec)`.
 
-=========================================  ==================================================================
-spec                                        what it is
-=========================================  ==================================================================
-``DIR``                                     a folder of photos, searched recursively; positions from EXIF GPS
-``FILE.csv`` / ``FILE.tsv``                 a manifest: a header, then one photo per row (path, lat, lon, id)
+===========================================  ====================================================================
+spec                                         what it is
+===========================================  ====================================================================
+``DIR``                                      a folder of photos, searched recursively; positions from EXIF GPS
+``FILE.csv`` / ``FILE.tsv``                  a manifest: a header, then one photo per row (path, lat, lon, id)
 ``FILE.jsonl`` / ``.ndjson``, ``FILE.json``  the same as JSON lines or a JSON list (or QA records, conversations)
-``DIR`` holding ``qa.jsonl``                a dataset made by `gaea data build`
-``FILE.parquet``, ``DIR`` of parquet files  parquet (`gaea data export --format parquet`, a hub snapshot)
-``DIR[:SPLIT]`` made by ``save_to_disk``    a `datasets` Dataset or DatasetDict
-``hf:OWNER/NAME[:SPLIT]``                   a dataset on the Hugging Face hub
-=========================================  ==================================================================
+``DIR`` holding ``qa.jsonl``                 a dataset made by `gaea data build`
+``FILE.parquet``, ``DIR`` of parquet files   parquet (`gaea data export --format parquet`, a hub snapshot)
+``DIR[:SPLIT]`` made by ``save_to_disk``     a `datasets` Dataset or DatasetDict
+``hf:OWNER/NAME[:SPLIT]``                    a dataset on the Hugging Face hub
+===========================================  ====================================================================
 
 Without ``:SPLIT`` a DatasetDict or hub dataset gives its only split, else the caller's default (``train``
 to build and train, ``test`` to evaluate), else an error that lists its splits.
@@ -33,7 +33,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,16 +126,17 @@ class Source:
 
     spec: str
     kind: str  # folder, csv, jsonl, json, records, parquet, saved, hub
-    target: str | tuple[str, ...]
+    target: str  # the absolute path of the file or folder, or the hub dataset's OWNER/NAME
     split: str | None = None
     name: str = ""
     base: Path | None = None
 
     @property
     def identity(self) -> str:
-        """What names this input in a run's fingerprint (absolute paths, the split chosen)."""
-        target = ",".join(self.target) if isinstance(self.target, tuple) else self.target
-        return readable_name(f"{self.kind}:{target}" + (f":{self.split}" if self.split else ""))
+        """What names this input in a run's fingerprint: a spec that opens it again from anywhere (the path
+        made absolute, the split chosen)."""
+        prefix = HUB_PREFIX if self.kind == "hub" else ""
+        return readable_name(f"{prefix}{self.target}" + (f":{self.split}" if self.split else ""))
 
     def rows(self) -> Iterator[Row | Skipped]:
         """Every row in order; a row that cannot be read is a `Skipped` in its place."""
@@ -183,9 +184,7 @@ def open_source(spec: str | os.PathLike, *, default_split: str = "train") -> Sou
     if suffix not in kinds:
         raise BadInputError(f"{readable_name(text)}: expected a folder of photos, a .csv / .jsonl / .json manifest, "
                             f"a .parquet file, a dataset folder or {HUB_PREFIX}OWNER/NAME[:SPLIT]")
-    absolute = str(path.resolve())
-    target: str | tuple[str, ...] = (absolute,) if suffix == ".parquet" else absolute
-    return Source(text, kinds[suffix], target, name=path.name, base=path.resolve().parent)
+    return Source(text, kinds[suffix], str(path.resolve()), name=path.name, base=path.resolve().parent)
 
 
 def _folder_source(text: str, path: Path, default_split: str) -> Source:
@@ -194,11 +193,16 @@ def _folder_source(text: str, path: Path, default_split: str) -> Source:
         return _saved_source(text, path, None, default_split)
     if (path / "qa.jsonl").is_file():
         return Source(text, "records", str(absolute), name=path.name, base=absolute)
-    parquet = sorted(str(p.resolve()) for pattern in ("*.parquet", "*/*.parquet", "*/*/*.parquet")
-                     for p in path.glob(pattern))
-    if parquet:
-        return Source(text, "parquet", tuple(parquet), name=path.name, base=absolute)
+    if _parquet_files(absolute):
+        return Source(text, "parquet", str(absolute), name=path.name, base=absolute)
     return Source(text, "folder", str(absolute), name=path.name, base=absolute)
+
+
+def _parquet_files(path: Path) -> list[str]:
+    """A parquet file itself, or the parquet files of a folder (down to where hub snapshots keep them)."""
+    if path.is_file():
+        return [str(path)]
+    return sorted(str(p) for pattern in ("*.parquet", "*/*.parquet", "*/*/*.parquet") for p in path.glob(pattern))
 
 
 def _saved_source(text: str, path: Path, split: str | None, default_split: str) -> Source:
@@ -375,7 +379,7 @@ def _find(columns: Any, aliases: tuple[str, ...]) -> str | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(key: tuple[str, Any, str | None]) -> Any:
+def _dataset(key: tuple[str, str, str | None]) -> Any:
     """A dataset (memory-mapped, not loaded), opened once per process."""
     import datasets
 
@@ -385,21 +389,17 @@ def _dataset(key: tuple[str, Any, str | None]) -> Any:
         if kind == "saved":
             loaded = datasets.load_from_disk(target)
         elif kind == "parquet":
-            loaded = datasets.load_dataset("parquet", data_files=list(target), split="train")
+            loaded = datasets.load_dataset("parquet", data_files=_parquet_files(Path(target)), split="train")
         else:
             loaded = datasets.load_dataset(target, split=split)
     except Exception as error:  # datasets raises many unrelated types for a missing / unreadable dataset
-        where = f"{HUB_PREFIX}{target}" if kind == "hub" else ", ".join(_as_tuple(target))
+        where = f"{HUB_PREFIX}{target}" if kind == "hub" else target
         raise BadInputError(f"{readable_name(where)}: cannot open the dataset ({error})") from error
     return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
 
 
-def _as_tuple(target: Any) -> tuple[str, ...]:
-    return tuple(target) if isinstance(target, tuple) else (str(target),)
-
-
 @functools.lru_cache(maxsize=4)
-def _undecoded(key: tuple[str, Any, str | None], column: str) -> Any:
+def _undecoded(key: tuple[str, str, str | None], column: str) -> Any:
     """The dataset with `column` left as encoded bytes, so that the gate sees a picture before decoding."""
     import datasets
 
@@ -413,7 +413,7 @@ def _picture_columns(dataset: Any) -> list[str]:
     return [name for name, feature in dataset.features.items() if isinstance(feature, datasets.Image)]
 
 
-def _dataset_rows(key: tuple[str, Any, str | None], name: str, base: Path | None) -> Iterator[Row]:
+def _dataset_rows(key: tuple[str, str, str | None], name: str, base: Path | None) -> Iterator[Row]:
     dataset = _dataset(key)
     pictures = _picture_columns(dataset)
     text = dataset.remove_columns(pictures) if pictures else dataset
@@ -459,34 +459,28 @@ class PhotoItem:
         return hashlib.sha1(self.key.encode("utf-8")).hexdigest()[:16]
 
 
-@dataclass
-class _Seen:
-    keys: dict[str, str] = field(default_factory=dict)
-    paths: dict[str, str] = field(default_factory=dict)
-
-
 def photo_items(source: Source) -> Iterator[PhotoItem | Skipped]:
     """The geotagged photos of `source`, in order: each row's picture and position (its columns, or the
     photo's EXIF where it has none), or a Skipped saying what is wrong with the row.
 
-    A photo listed twice is used once (the repeat is a Skipped ``duplicate``); QA records, many to a
-    photo, give each photo once without a word.
+    A photo listed twice (the same id, or without ids the same file) is used once, the repeat being a
+    Skipped ``duplicate``; QA records, many to a photo, give each photo once without a word.
     """
-    seen = _Seen()
+    seen: dict[str, str] = {}  # the identity of each photo given -> where it was listed
     for row in source.rows():
         if isinstance(row, Skipped):
             yield row
             continue
         try:
-            item = _photo_item(row)
+            item, identity = _photo_item(row)
         except PhotoRejected as rejected:
             yield Skipped(row.photo or row.where, rejected.reason, rejected.detail)
             continue
-        repeat = _repeat_of(item, seen)
-        if repeat is None:
+        if identity not in seen:
+            seen[identity] = row.where
             yield item
         elif "question" not in row.fields:
-            yield Skipped(item.key, "duplicate", f"{row.where}: {item.key} is listed already ({repeat})")
+            yield Skipped(item.key, "duplicate", f"{row.where}: {item.key} is listed already ({seen[identity]})")
 
 
 @contextmanager
@@ -507,7 +501,8 @@ def opened_photo(item: PhotoItem) -> Iterator[tuple[Image.Image, float, float]]:
         yield image, lat, lon
 
 
-def _photo_item(row: Row) -> PhotoItem:
+def _photo_item(row: Row) -> tuple[PhotoItem, str]:
+    """The photo of a row, and what identifies it among the others (its id, or its file)."""
     if row.image is None:
         column = _find(row.fields, PATH_COLUMNS)
         value = row.fields.get(column) if column else None
@@ -522,8 +517,11 @@ def _photo_item(row: Row) -> PhotoItem:
         check_coordinates(lat, lon, name=row.where)
     id_column = None if "question" in row.fields else _find(row.fields, ID_COLUMNS)
     identity = row.fields.get(id_column) if id_column else None
-    key = readable_name(str(identity)) if identity not in (None, "") else row.photo
-    return PhotoItem(key, row.image, lat, lon, row.where)
+    item = PhotoItem(readable_name(str(identity)) if identity not in (None, "") else row.photo, row.image, lat, lon,
+                     row.where)
+    if identity not in (None, ""):
+        return item, f"id:{item.key}"
+    return item, f"file:{os.path.normpath(row.image.path)}" if row.image.path else f"cell:{item.key}"
 
 
 def _number(fields: dict[str, Any], aliases: tuple[str, ...], what: str, where: str) -> float | None:
@@ -539,14 +537,3 @@ def _number(fields: dict[str, Any], aliases: tuple[str, ...], what: str, where: 
         except ValueError:
             pass
     raise PhotoRejected("bad_coordinates", f"{where}: {what} {readable_name(repr(value))[:40]} is not a number")
-
-
-def _repeat_of(item: PhotoItem, seen: _Seen) -> str | None:
-    """Where the photo of `item` was listed before, or None (and it is remembered)."""
-    path = os.path.normpath(item.image.path) if item.image.path else None
-    first = seen.keys.get(item.key) or (seen.paths.get(path) if path else None)
-    if first is None:
-        seen.keys[item.key] = item.where
-        if path:
-            seen.paths[path] = item.where
-    return first

@@ -26,8 +26,9 @@ from test_data_resume import many_photos  # noqa: F401  (a fixture)
 from data_pipeline.build import BuildConfig, build_dataset
 from data_pipeline.card import dataset_stats
 from gaea.errors import BadInputError, ConfigError, RunInUseError
+from gaea.exif import read_exif_gps
 from gaea.io import read_jsonl
-from gaea.retrieval import Embedder, build_gallery, read_exif_gps
+from gaea.retrieval import Embedder, build_gallery
 from gaea.runs import LOCK_FILE, RunLock, holder_pid, open_run
 from tests.servers import Reply, scripted_http_server
 
