@@ -313,7 +313,7 @@ CASES: list[Case] = [
            _own(_with(command, lambda scene: "owner/name"), "error", "is written hf:owner/name"))
       for command in COMMANDS),
     *(Case(f"{command}: hub dataset offline", command, "own",
-           _own(_with(command, lambda scene: "hf:owner/name"), "error", "hf:owner/name: cannot open"))
+           _own(_with(command, lambda scene: "hf:owner/name"), "error", "cannot download the dataset 'owner/name'"))
       for command in COMMANDS),
     Case("finetune: empty dataset", "finetune", "own", _own(_empty_training_set, "error", "no training sample")),
     Case("finetune: recipe not UTF-8", "finetune", "own", _own(_latin1_recipe, "error", "recipe.yaml: not valid YAML")),

@@ -103,7 +103,8 @@ def test_one_hub_spec_for_every_command(monkeypatch) -> None:
     from finetune.data import load_samples
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert open_source("hf:owner/name:validation").target == "owner/name"
+    with pytest.raises(BadInputError, match="cannot download the dataset 'owner/name': HF_HUB_OFFLINE is set"):
+        open_source("hf:owner/name:validation")
     for read in (lambda spec: _items(spec), load_bench, load_samples):
         with pytest.raises(BadInputError, match="owner/name: no such file or folder; a Hugging Face hub dataset "
                                                 "is written hf:owner/name"):
