@@ -33,7 +33,7 @@ class JsonSpan:
 
 
 def find_json(text: str, *, strict: bool = False) -> list[JsonSpan]:
-    """The JSON objects in `text` (and arrays in fenced blocks), in order of appearance.
+    """The JSON objects in `text` (and arrays of objects, and any array in a fenced block), in order of appearance.
 
     Parameters
     ----------
@@ -108,8 +108,12 @@ def _object_spans(text: str, *, strict: bool) -> Iterator[tuple[int, int]]:
         yield from _closed_spans(text, open_at + 1, strict=strict)
 
 
+_OBJECT_ARRAY = re.compile(r"\[\s*\{")
+
+
 def _closed_spans(text: str, offset: int, *, strict: bool) -> Iterator[tuple[int, int]]:
-    """The closed top-level objects from `offset` on; returns the start of one left open, if any."""
+    """The closed top-level objects (and arrays of objects: "[{...}, {...}]") from `offset` on; returns
+    the start of one left open, if any."""
     depth, start, in_string, escaped = 0, -1, False, False
     for index in range(offset, len(text)):
         char = text[index]
@@ -123,11 +127,11 @@ def _closed_spans(text: str, offset: int, *, strict: bool) -> Iterator[tuple[int
             continue
         if char == '"' and depth:
             in_string = True
-        elif char == "{":
+        elif char == "{" or (char == "[" and (depth or _OBJECT_ARRAY.match(text, index))):
             if depth == 0:
                 start = index
             depth += 1
-        elif char == "}" and depth:
+        elif char in "}]" and depth:
             depth -= 1
             if depth == 0:
                 yield start, index + 1

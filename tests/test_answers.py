@@ -165,9 +165,11 @@ def test_json_that_is_not_quite_json(text: str, city: str, country: str) -> None
         ("latitude −34.6037, longitude –58.3816", -34.6037, -58.3816),
         ("Latitud: 40.4168, Longitud: -3.7038", 40.4168, -3.7038),
         ('Final answer:\n"lat": 40.4168, "lon": -3.7038, "city": "Madrid"', 40.4168, -3.7038),
+        ("Latitude 35 degrees 41 minutes North, longitude 139 degrees 41 minutes East", 35 + 41 / 60, 139 + 41 / 60),
     ],
     ids=["hemisphere-letters", "letter-and-minus", "dms", "degrees-decimal-minutes", "mojibake-degree",
-         "letters-before", "unicode-minus-and-dash", "spanish-labels", "json-keys-without-braces"],
+         "letters-before", "unicode-minus-and-dash", "spanish-labels", "json-keys-without-braces",
+         "minutes-in-words"],
 )  # fmt: skip
 def test_prose_coordinate_forms(text: str, lat: float, lon: float) -> None:
     parsed = _read(text)
@@ -294,6 +296,7 @@ def test_a_range_beside_a_final_answer_does_not_disturb_it() -> None:
         "Possible locations:\n1. Split, Croatia (43.5081, 16.4402)\n2. Zadar, Croatia (44.1194, 15.2314)",
         "Candidates: Quito, Ecuador; Cusco, Peru; La Paz, Bolivia.",
         "1. Lisbon (38.7223, -9.1393) - 60%\n2. Porto (41.1579, -8.6291) - 30%",
+        '[{"city": "Lisbon", "lat": 38.72, "lon": -9.14, "p": 0.6}, {"city": "Porto", "lat": 41.15, "lon": -8.61}]',
     ],
 )
 def test_candidate_lists_without_a_final_choice_are_no_location(text: str) -> None:
@@ -323,17 +326,23 @@ def test_a_candidate_list_with_a_final_choice_gives_the_choice() -> None:
         ("Location: Sydney Opera House, Sydney, NSW, Australia", -33.87, 151.21, "AU"),
         ("This appears to be in Bavaria, Germany.", 52.52, 13.41, "DE"),
         ("Nigeria (Lagos)", 9.06, 7.50, "NG"),
+        ("paris, france", 48.85, 2.35, "FR"),
+        ("This is not Paris, France; it is Brussels, Belgium.", 50.85, 4.35, "BE"),
         ("Probably San Francisco, California.", 37.77, -122.42, "US"),
     ],
     ids=["petra", "kansas-city-mo", "kansas-city-ks", "country-after-is", "country-alone", "city-after-marker",
          "city-in-country", "endonym", "no-comma", "taken-in-city", "landmark-then-city", "region-country",
-         "country-then-bracket", "city-region"],
+         "country-then-bracket", "lower-case", "negated-then-answer", "city-region"],
 )  # fmt: skip
 def test_place_only_answers_are_geocoded_offline_to_the_right_place(text: str, lat: float, lon: float, code: str):
     parsed = _read(text)
     assert parsed.method == "place" and parsed.place is not None
     assert parsed.place.country_code == code
     assert _at(parsed, lat, lon, km=25)
+
+
+def test_a_negated_country_is_no_answer() -> None:
+    assert _read("It is definitely not in the United States.").point is None
 
 
 def test_every_reading_says_how_it_was_read_and_why_it_refused() -> None:
@@ -368,6 +377,10 @@ def test_the_last_object_with_the_keys_is_the_final_one() -> None:
     text = 'Draft {"score": 3} ... revised: {"score": 9, "note": "x"}'
     assert last_object_with(text, ("score",)) == {"score": 9, "note": "x"}
     assert last_object_with(text, ("missing",)) is None
+
+
+def test_an_inline_array_of_objects_is_one_value() -> None:
+    assert json_values('Top two: [{"a": 1}, {"a": 2}] and [1, 2] (no array of objects)') == [[{"a": 1}, {"a": 2}]]
 
 
 def test_prose_in_braces_is_not_json() -> None:

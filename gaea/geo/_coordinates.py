@@ -20,17 +20,18 @@ from gaea.types import GeoPoint
 Axis = str  # "lat" or "lon"
 
 _HEMI = r"(?:[NSEW](?![A-Za-z])|(?i:north|south|east|west)\b)"
-_SECONDS = r"(?:\"|'')"
+_MINUTES = r"(?:'(?!')|(?i:minutes?|mins?)\b)"
+_SECONDS = r"(?:\"|''|(?i:seconds?|secs?)\b)"
 _ANGLE = (
     r"(?P<sign>[-+])?(?P<deg>\d{1,3}(?:\.\d+)?)(?!\d)\s*(?:°|(?i:degrees|degree|deg)\b)?"
-    rf"(?:\s*(?P<min>\d{{1,2}}(?:\.\d+)?)\s*'(?!')(?:\s*(?P<sec>\d{{1,2}}(?:\.\d+)?)\s*{_SECONDS})?)?"
+    rf"(?:\s*(?P<min>\d{{1,2}}(?:\.\d+)?)\s*{_MINUTES}(?:\s*(?P<sec>\d{{1,2}}(?:\.\d+)?)\s*{_SECONDS})?)?"
 )
 # A value after a label ("lat: 43.4", "Latitude 43°28'N", "latitude = N 43.4").
 _VALUE = re.compile(rf"(?:(?P<pre>{_HEMI})\s*)?{_ANGLE}(?:\s*(?P<post>{_HEMI}))?")
 # A coordinate that names its hemisphere, after ("43.4674N", "43°28'02.8\"N") or before ("N 43.4674").
 _MARKED = re.compile(
     rf"(?<![\w.]){_ANGLE}\s*(?P<post>{_HEMI})|(?<![\w.])(?P<pre>[NSEW])\s*(?P<sign2>)(?P<deg2>\d{{1,3}}(?:\.\d+)?)"
-    rf"(?!\d)\s*(?:°|(?i:degrees|deg)\b)?(?:\s*(?P<min2>\d{{1,2}}(?:\.\d+)?)\s*'(?!')"
+    rf"(?!\d)\s*(?:°|(?i:degrees|deg)\b)?(?:\s*(?P<min2>\d{{1,2}}(?:\.\d+)?)\s*{_MINUTES}"
     rf"(?:\s*(?P<sec2>\d{{1,2}}(?:\.\d+)?)\s*{_SECONDS})?)?"
 )
 _HEMI_AXIS = {"n": ("lat", 1.0), "s": ("lat", -1.0), "e": ("lon", 1.0), "w": ("lon", -1.0)}

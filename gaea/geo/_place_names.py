@@ -35,9 +35,10 @@ _CONTINENT_WORDS = frozenset(name_key(name) for name in CONTINENT_NAMES.values()
     "europe", "asia", "africa", "america", "americas", "oceania", "latin america", "middle east",
     "scandinavia", "balkans", "caribbean", "mediterranean",
 }  # fmt: skip
-_IN_COUNTRY = re.compile(r"(?:\bin|\bcountry is)\s+((?:the\s+)?[A-Z][\w'.-]*(?:\s+(?:and|of|the|[A-Z][\w'.-]*)){0,4})")
+_IN_COUNTRY = re.compile(r"(?i:\bin|\bcountry is)\s+((?:the\s+)?[A-Z][\w'.-]*(?:\s+(?:and|of|the|[A-Z][\w'.-]*)){0,4})")
 _LIST_AFTER = re.compile(r"\s*(?:,\s*|/\s*|,?\s*(?:or|and|nor)\s+)(?:possibly\s+|perhaps\s+|maybe\s+)?(?:the\s+)?")
 _OR = re.compile(r"(?i)\bor\b|/")
+_NEGATED = re.compile(r"(?i)\b(?:not|n't|never|nowhere)\s+(?:\w+\s+)?\Z")
 # Coordinates in brackets interrupt "Sydney (-33.87, 151.21), Australia".
 _BRACKETED_NUMBERS = re.compile(r"[(\[][^()\[\]]*\d[^()\[\]]*[)\]]")
 
@@ -151,7 +152,9 @@ def place_of_json(value: Any) -> tuple[str, str] | None:
     """(city, country) from the first object in a decoded JSON value with a usable city or country (either
     may be ""), or from a "location" string such as "Arezzo, Italy"."""
     if isinstance(value, list):
-        return next(filter(None, map(place_of_json, value)), None)
+        places = list(filter(None, map(place_of_json, value)))
+        distinct = {(name_key(city), normalize_country(country) or name_key(country)) for city, country in places}
+        return places[0] if len(distinct) == 1 else None  # several: candidates, no final choice
     if not isinstance(value, dict):
         return None
     keyed = normalized_keys(value)
@@ -366,7 +369,7 @@ def _countries_in(offset: int, sentence: str) -> Iterator[Named]:
     """ "…in Kenya." -> "Kenya": a capitalised country name after "in", not one item of a list."""
     for match in _IN_COUNTRY.finditer(sentence):
         country = _country_prefix(match[1], countries_only=True)
-        if country is None:
+        if country is None or _NEGATED.search(sentence, 0, match.start()):
             continue
         end = match.start(1) + match[1].find(country) + len(country)
         after = _LIST_AFTER.match(sentence, end)

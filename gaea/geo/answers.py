@@ -102,6 +102,8 @@ class _Answer:
         if self.prose != prose:
             self.reasons.append("a range of coordinates, not a point")
         self.blind = wording.cannot_see_image(self.plain)
+        # Names are told by their capitals; an answer written all in lower case ("paris, france") gets them.
+        self.named = self.prose if any(char.isupper() for char in self.prose) else _capitalised(self.prose)
 
     # -- coordinates ------------------------------------------------------------------------------------
 
@@ -181,13 +183,13 @@ class _Answer:
             if not found:
                 self.name_reasons.append("placeholder place names")
             return found or ("", "")
-        labelled = labelled_places(self.prose)
+        labelled = labelled_places(self.named)
         if labelled:
             chosen = _final(labelled, self.markers)
             return chosen.city, chosen.country
-        in_prose = places_in_prose(self.prose)
+        in_prose = places_in_prose(self.named)
         taken = {named.start for named in in_prose}
-        in_prose += [named for named in names_alone(self.prose, self.markers) if named.start not in taken]
+        in_prose += [named for named in names_alone(self.named, self.markers) if named.start not in taken]
         in_prose.sort(key=_start)
         named = self._final_in_prose(in_prose, key=_place_key)
         return (named.city, named.country) if named is not None else ("", "")
@@ -196,7 +198,7 @@ class _Answer:
         """(city, country) named in prose from the final-answer marker before `position` on (where a prose
         answer revises the JSON one, the JSON's names are not its names)."""
         start = max([marker for marker in self.markers if marker <= position], default=position)
-        named = [n for n in labelled_places(self.prose) + places_in_prose(self.prose) if n.start >= start]
+        named = [n for n in labelled_places(self.named) + places_in_prose(self.named) if n.start >= start]
         first = min(named, key=_start, default=None)
         return (first.city, first.country) if first is not None else ("", "")
 
@@ -490,6 +492,11 @@ def _has_location_keys(value: Any) -> bool:
 
 def _candidate(found: Found) -> _Candidate:
     return _Candidate(found.start, found.end, found.point, "coordinates", found.lettered)
+
+
+def _capitalised(text: str) -> str:
+    """Every word's first letter in upper case ("paris, france" -> "Paris, France"), offsets kept."""
+    return re.sub(r"(?<![\w'])[a-z]", lambda match: match.group(0).upper(), text)
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
