@@ -237,12 +237,7 @@ def _distance_summary(distances: np.ndarray) -> dict[str, Any]:
     """Accuracy, median error and GeoScore over the rows with true coordinates (None for a names-only file)."""
     if not len(distances):
         return {"accuracy": {geo.threshold_key(km): None for km in THRESHOLDS_KM}, "median_km": None, "geoscore": None}
-    median = geo.median_error_km(distances)
-    return {
-        "accuracy": geo.accuracy_at(distances, THRESHOLDS_KM),
-        "median_km": median if math.isfinite(median) else None,
-        "geoscore": float(np.mean(geo.geoscore(distances))),
-    }
+    return geo.distance_summary(distances)
 
 
 def _name_summary(samples: list[dict[str, Any]]) -> dict[str, float | None]:

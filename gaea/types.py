@@ -126,6 +126,21 @@ class Neighbor:
     source: str = ""
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate place for a photo, from one source (a location model, a decoder, ...).
+
+    ``score`` is the source's own confidence (a probability for the location models), comparable only
+    between candidates of the same source; ``place`` is the nearest known place, when looked up.
+    """
+
+    lat: float
+    lon: float
+    score: float
+    source: str = ""
+    place: str = ""
+
+
 @dataclass
 class Prediction:
     """Where a photo was taken, as the assistant answers it. `lat`/`lon` are None when no location was usable."""
@@ -139,6 +154,8 @@ class Prediction:
     raw: str = ""
     similar: list[Neighbor] = field(default_factory=list)
     dissimilar: list[Neighbor] = field(default_factory=list)
+    #: Places a location model proposed (best first), which the prompt showed the model.
+    candidates: list[Candidate] = field(default_factory=list)
 
     @property
     def point(self) -> GeoPoint | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -101,6 +101,24 @@ def geoscore(distance_km: ArrayLike) -> float | np.ndarray:
     values = np.asarray(distance_km, dtype=np.float64)
     scores = np.where(np.isnan(values), 0.0, GEOSCORE_MAX * np.exp(-np.nan_to_num(values) / GEOSCORE_SCALE_KM))
     return float(scores) if scores.ndim == 0 else scores
+
+
+def distance_summary(distances_km: ArrayLike) -> dict[str, Any]:
+    """The distance metrics of `gaea eval geo` over error distances (NaN or None: a missing prediction).
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (percent within each of THRESHOLDS_KM, keyed "1km", ...), ``median_km`` (None when half
+        or more predictions are missing) and ``geoscore`` (the mean, a missing prediction scoring 0).
+    """
+    values = _distances(distances_km)
+    median = median_error_km(values)
+    return {
+        "accuracy": accuracy_at(values),
+        "median_km": median if np.isfinite(median) else None,
+        "geoscore": float(np.mean(geoscore(values))),
+    }
 
 
 def hemispheres(lat: float, lon: float) -> tuple[Literal["N", "S"], Literal["E", "W"]]:
