@@ -286,21 +286,28 @@ class S2Objective(Objective):
 
 
 class SHDDObjective(Objective):
-    """SHDD-KL (+ a coefficient MSE) of the predicted coefficients: from the embedding directly (regression),
-    or from coefficients noised to a random diffusion time (diffusion, predicting the clean ones)."""
+    """The SHDD-KL of the regression coefficients (plus ``mse_weight`` times their MSE); for diffusion also
+    the denoiser's loss on coefficients noised to a random diffusion time: the MSE of its clean estimate,
+    the usual diffusion loss (a scale-free KL would let the scale the sampler feeds back drift)."""
 
     def loss(self, rows: np.ndarray, x: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         model: SHDDModel = self.model
         target = model.encode_points(coords[:, 0].cpu().numpy(), coords[:, 1].cpu().numpy())
-        if model.config["variant"] == "regression":
-            predicted = model.regress(x)
-        else:
+        prior = model.regress(x)
+        loss, logs = self._terms(prior, target, "regression", float(model.config["mse_weight"]))
+        if model.config["variant"] == "diffusion":
             t = torch.randint(1, int(model.config["timesteps"]) + 1, (len(x),), device=x.device)
             noisy = model.add_noise(target, t, torch.randn_like(target))
-            predicted = model.denoise(noisy, t, x)
+            denoised = F.mse_loss(model.denoise(noisy, t, x, prior) * model.scale, target * model.scale)
+            loss, logs = loss + denoised, logs | {"denoiser/mse": float(denoised.detach())}
+        return loss, logs
+
+    def _terms(self, predicted: torch.Tensor, target: torch.Tensor, name: str,
+               mse_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+        model: SHDDModel = self.model
         kl = model.harmonics.kl_loss(predicted, target)
         mse = F.mse_loss(predicted * model.scale, target * model.scale)
-        return kl + float(model.config["mse_weight"]) * mse, {"loss/kl": float(kl), "loss/mse": float(mse)}
+        return kl + mse_weight * mse, {f"{name}/kl": float(kl.detach()), f"{name}/mse": float(mse.detach())}
 
 
 def _jitter(coords: torch.Tensor, km: float) -> torch.Tensor:
@@ -439,7 +446,8 @@ def _train(config: LocationTrainConfig, data: LocationData, out: Path, *, show_p
     return TrainResult(out, model, metrics, step, resumed_from)
 
 
-def _batches(rows: np.ndarray, config: LocationTrainConfig, per_epoch: int, *, start: int) -> Iterator[tuple[int, np.ndarray]]:
+def _batches(rows: np.ndarray, config: LocationTrainConfig, per_epoch: int, *,
+             start: int) -> Iterator[tuple[int, np.ndarray]]:
     """(global step, sorted batch rows) from step ``start`` on; each epoch's order is seeded by the epoch
     number, so a resumed run sees exactly the batches an uninterrupted one would."""
     for epoch in range(start // per_epoch, config.epochs):

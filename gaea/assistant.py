@@ -30,12 +30,12 @@ import numpy as np
 from PIL import Image
 
 from gaea import prompts
-from gaea.errors import BadInputError, NoLocationError
+from gaea.errors import BadInputError, ConfigError, NoLocationError
 from gaea.geo import haversine_km, parse_location
 from gaea.images import load_image
 from gaea.jsontext import json_values
 from gaea.models.backends import Backend
-from gaea.types import GenerationParams, GeoPoint, Message, Neighbor, Prediction
+from gaea.types import Candidate, GenerationParams, GeoPoint, Message, Neighbor, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,23 @@ class Assistant:
         Answers sampled per photo; 1 asks once (greedy unless ``params`` says otherwise).
     params
         Default generation settings.
+    location_model
+        A `gaea.location.LocationModel` whose top ``k_candidates`` places for the photo go in the locate
+        prompt beside the neighbours (and into ``Prediction.candidates``); None leaves them out.
+    embedder
+        Encodes photos for the location model (default: the retriever's, whose embedding is then shared);
+        it must be the encoder the location model was trained on.
     """
 
     def __init__(self, backend: Backend, retriever=None, osm=None, *, k_similar: int = 16, k_dissimilar: int = 16,
-                 ensemble: int = 1, params: GenerationParams | None = None):
+                 ensemble: int = 1, params: GenerationParams | None = None, location_model=None, embedder=None,
+                 k_candidates: int = 5):
         if k_similar < 0 or k_dissimilar < 0:
             raise BadInputError(f"k_similar and k_dissimilar must be 0 or more, got {k_similar} and {k_dissimilar}")
         if ensemble < 1:
             raise BadInputError(f"ensemble must be at least 1, got {ensemble}")
+        if k_candidates < 1:
+            raise BadInputError(f"k_candidates must be at least 1, got {k_candidates}")
         self.backend = backend
         self.retriever = retriever
         self.osm = osm
@@ -91,6 +100,11 @@ class Assistant:
         self.k_dissimilar = k_dissimilar
         self.ensemble = ensemble
         self.params = params or GenerationParams()
+        self.location_model = location_model
+        self.embedder = embedder or (retriever.embedder if retriever is not None else None)
+        self.k_candidates = k_candidates
+        if location_model is not None:
+            _check_location_embedder(location_model, self.embedder)
         self._located: OrderedDict[str, Prediction] = OrderedDict()
 
     # -- locate -------------------------------------------------------------------------------------
@@ -104,36 +118,61 @@ class Assistant:
             When the image file is missing or unreadable.
         """
         pil = _as_pil(image)
-        similar, dissimilar = self.neighbours(pil)
+        shared = self.location_model is not None and self.retriever is not None \
+            and self.embedder is self.retriever.embedder
+        embedding = self.embedder.embed_one(pil) if shared else None  # one forward pass serves both
+        similar, dissimilar = self.neighbours(pil, embedding=embedding)
+        places = self.location_candidates(pil, embedding=embedding)
         if self.ensemble == 1:
-            prompt = prompts.locate_prompt(similar, dissimilar)
+            prompt = prompts.locate_prompt(similar, dissimilar, places)
             raw = self.backend.generate(self._locate_messages(pil, prompt), params=self.params)
             prediction = parse_prediction(raw)
             candidates = [prediction]
         else:
-            candidates = self._ensemble_candidates(pil, similar, dissimilar)
+            candidates = self._ensemble_candidates(pil, similar, dissimilar, places)
             prediction = choose_candidate(candidates, similar)
-        prediction = replace(prediction, similar=list(similar), dissimilar=list(dissimilar))
+        prediction = replace(prediction, similar=list(similar), dissimilar=list(dissimilar), candidates=places)
         prediction.confidence = estimate_confidence(prediction, similar, candidates if self.ensemble > 1 else [])
         return prediction
 
-    def neighbours(self, image: ImageInput) -> tuple[list[Neighbor], list[Neighbor]]:
-        """(similar, dissimilar) gallery neighbours of a photo; empty without a retriever."""
+    def neighbours(self, image: ImageInput, *,
+                   embedding: np.ndarray | None = None) -> tuple[list[Neighbor], list[Neighbor]]:
+        """(similar, dissimilar) gallery neighbours of a photo (or of its ``embedding`` by the retriever's
+        encoder); empty without a retriever."""
         if self.retriever is None or (self.k_similar == 0 and self.k_dissimilar == 0):
             return [], []
-        return self.retriever.neighbours(image, self.k_similar, self.k_dissimilar)
+        if embedding is None:
+            return self.retriever.neighbours(image, self.k_similar, self.k_dissimilar)
+        similar = self.retriever.search(embedding, self.k_similar) if self.k_similar else []
+        dissimilar = self.retriever.farthest(embedding, self.k_dissimilar) if self.k_dissimilar else []
+        return similar, dissimilar
+
+    def location_candidates(self, image: ImageInput, *, embedding: np.ndarray | None = None) -> list[Candidate]:
+        """The location model's ``k_candidates`` most likely places for a photo, best first, each with its
+        nearest GeoNames place; empty without a location model."""
+        if self.location_model is None:
+            return []
+        if embedding is None:
+            embedding = self.embedder.embed_one(_as_pil(image))
+        found = self.location_model.predict(embedding, self.k_candidates)[0]
+        if not found:
+            return []
+        from gaea.geo import reverse_geocode_many
+
+        places = reverse_geocode_many(np.array([c.lat for c in found]), np.array([c.lon for c in found]))
+        return [replace(candidate, place=place.label) for candidate, place in zip(found, places, strict=True)]
 
     def _locate_messages(self, image: Image.Image, prompt: str) -> list[Message]:
         return [Message.system(prompts.chat_system_prompt()), Message.user(prompt, images=[image])]
 
-    def _ensemble_candidates(self, image: Image.Image, similar: list[Neighbor],
-                             dissimilar: list[Neighbor]) -> list[Prediction]:
+    def _ensemble_candidates(self, image: Image.Image, similar: list[Neighbor], dissimilar: list[Neighbor],
+                             places: list[Candidate]) -> list[Prediction]:
         """G3: answers sampled over prompts with 0, 5, 10, 15 references, in turn."""
         temperature = self.params.temperature or ENSEMBLE_TEMPERATURE
         candidates = []
         for member in range(self.ensemble):
             count = ENSEMBLE_REFERENCE_COUNTS[member % len(ENSEMBLE_REFERENCE_COUNTS)]
-            prompt = prompts.locate_prompt(similar[:count], dissimilar[:count])
+            prompt = prompts.locate_prompt(similar[:count], dissimilar[:count], places)
             seed = None if self.params.seed is None else self.params.seed + member
             params = replace(self.params, temperature=temperature, seed=seed)
             raw = self.backend.generate(self._locate_messages(image, prompt), params=params)
@@ -286,6 +325,22 @@ def estimate_confidence(prediction: Prediction, similar: Sequence[Neighbor],
 def asks_about_surroundings(message: str) -> bool:
     """Whether a message asks about what is around the place ("what's nearby?", "is there a station?")."""
     return bool(_SURROUNDINGS.search(message))
+
+
+def _check_location_embedder(location_model, embedder) -> None:
+    """The embedder must give the location model embeddings of the width (and encoder) it was trained on."""
+    if embedder is None:
+        raise ConfigError("a location model reads image embeddings: give the Assistant an embedder (or a retriever, "
+                          "whose embedder it then shares)")
+    if embedder.dim != location_model.embedding_dim:
+        raise ConfigError(
+            f"the location model reads {location_model.embedding_dim}-dimensional embeddings of "
+            f"{location_model.encoder or 'its encoder'}, but encoder {embedder.model_name} gives {embedder.dim}; "
+            "use the encoder it was trained on"
+        )
+    if location_model.encoder and location_model.encoder != embedder.model_name:
+        log.warning("the location model was trained on embeddings of %s; the photos are encoded with %s",
+                    location_model.encoder, embedder.model_name)
 
 
 def _as_pil(image: ImageInput) -> Image.Image:

@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ui": ("ui.cli", "start the chat in the browser (Gradio)"),
     "data": ("data_pipeline.cli", "build QA datasets from geotagged photos and OpenStreetMap"),
     "finetune": ("finetune.cli", "LoRA / QLoRA fine-tuning of a vision-language model"),
+    "locmodel": ("finetune.locmodel_cli", "train and evaluate location models (GeoCLIP, S2 cells, SHDD)"),
     "eval": ("eval.cli", "evaluate on GAEA-Bench and geolocation benchmarks"),
     "tiny-model": ("gaea.commands.tiny_model", "build tiny offline models for tests and demos"),
 }

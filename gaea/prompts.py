@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from gaea.osm.features import OSMFeature
 from gaea.osm.sanitize import sanitize_text
-from gaea.types import GeoPoint, Neighbor
+from gaea.types import Candidate, GeoPoint, Neighbor
 
 #: The keys of the JSON object the locate prompts ask for.
 ANSWER_KEYS = ("latitude", "longitude", "city", "country", "reasoning")
@@ -49,16 +49,21 @@ def no_retrieval_locate_prompt() -> str:
     return f"Where was this photo taken? {_LOOK_FOR}\n\n{_ANSWER_FORMAT}"
 
 
-def locate_prompt(similar: Sequence[Neighbor], dissimilar: Sequence[Neighbor] = ()) -> str:
-    """Ask where a photo was taken, given the coordinates and place names of its gallery neighbours.
+def locate_prompt(similar: Sequence[Neighbor], dissimilar: Sequence[Neighbor] = (),
+                  candidates: Sequence[Candidate] = ()) -> str:
+    """Ask where a photo was taken, given the coordinates and place names of its gallery neighbours and
+    the places a location model proposes for it.
 
     The similar neighbours are candidate areas (Img2Loc's positive references); the dissimilar ones
-    are areas the photo probably does not show (its negative references). With no neighbours at all
-    this is :func:`no_retrieval_locate_prompt`.
+    are areas the photo probably does not show (its negative references); the location model's
+    candidates come beside them, most likely first. With none of the three this is
+    :func:`no_retrieval_locate_prompt`.
     """
-    if not similar and not dissimilar:
+    if not similar and not dissimilar and not candidates:
         return no_retrieval_locate_prompt()
     sections = [f"Where was this photo taken? {_LOOK_FOR}", *_reference_sections(similar, dissimilar)]
+    if candidates:
+        sections.append(_candidate_section(candidates))
     sections.append(_REFERENCE_CAUTION + "\n\n" + _ANSWER_FORMAT)
     return "\n\n".join(sections)
 
@@ -88,6 +93,16 @@ def _reference_sections(similar: Sequence[Neighbor], dissimilar: Sequence[Neighb
             + _neighbour_lines(dissimilar)
         )
     return sections
+
+
+def _candidate_section(candidates: Sequence[Candidate]) -> str:
+    lines = []
+    for number, candidate in enumerate(candidates, start=1):
+        place = sanitize_text(candidate.place, max_len=80)
+        where = f" ({json.dumps(place, ensure_ascii=False)})" if place else ""
+        lines.append(f"{number}. {candidate.lat:.4f}, {candidate.lon:.4f}{where}, {candidate.score:.2f}")
+    return ("A location model trained on geotagged photos proposes these places for it (most likely first; "
+            "latitude, longitude, nearest place, the model's probability):\n" + "\n".join(lines))
 
 
 def _neighbour_lines(neighbours: Sequence[Neighbor]) -> str:

@@ -36,6 +36,12 @@ def add_context_arguments(parser: argparse.ArgumentParser) -> None:
                        help="dissimilar neighbours in the prompt (16)")
     group.add_argument("--ensemble", type=int, default=1, metavar="N",
                        help="answers sampled per photo over prompts with 0/5/10/15 references, aggregated (1)")
+    group = parser.add_argument_group("location model")
+    group.add_argument("--location-model", type=Path, metavar="DIR",
+                       help="a model made by `gaea locmodel train`: its most likely places for the photo go in the "
+                            "prompt beside the neighbours (it reads embeddings of the encoder it was trained on)")
+    group.add_argument("--k-candidates", type=int, default=5, metavar="K",
+                       help="places the location model proposes per photo (5)")
     add_map_arguments(parser)
 
 
@@ -86,12 +92,31 @@ def assistant_from_args(args: argparse.Namespace, backend: Backend | None = None
     from gaea.assistant import Assistant
     from gaea.commands.common import backend_from_args, params_from_args
 
-    if args.encoder and not args.gallery:
-        raise ConfigError("--encoder applies to the queries of a --gallery; give --gallery DIR too")
+    if args.encoder and not (args.gallery or args.location_model):
+        raise ConfigError("--encoder applies to the queries of a --gallery or a --location-model; give one of them too")
+    if args.k_candidates != 5 and not args.location_model:
+        raise ConfigError("--k-candidates applies with --location-model")
     params = params_from_args(args)
     retriever, osm = _retriever_from_args(args), osm_from_args(args)
+    location_model, embedder = _location_model_from_args(args, retriever)
     return Assistant(backend or backend_from_args(args), retriever, osm, k_similar=args.k_similar,
-                     k_dissimilar=args.k_dissimilar, ensemble=args.ensemble, params=params)
+                     k_dissimilar=args.k_dissimilar, ensemble=args.ensemble, params=params,
+                     location_model=location_model, embedder=embedder, k_candidates=args.k_candidates)
+
+
+def _location_model_from_args(args: argparse.Namespace, retriever):
+    """The --location-model and the encoder of its queries: the retriever's when it is the same encoder."""
+    if not args.location_model:
+        return None, None
+    from gaea.location import load_location_model
+
+    model = load_location_model(args.location_model)
+    wanted = args.encoder or model.encoder or None
+    if retriever is not None and (wanted is None or wanted == retriever.embedder.model_name):
+        return model, retriever.embedder
+    from gaea.retrieval import Embedder
+
+    return model, Embedder(wanted)
 
 
 def _retriever_from_args(args: argparse.Namespace):

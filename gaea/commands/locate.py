@@ -64,6 +64,7 @@ def prediction_record(image: Path, prediction: Prediction) -> dict:
         "reasoning": prediction.reasoning,
         "similar": [neighbour.__dict__ for neighbour in prediction.similar],
         "dissimilar": [neighbour.__dict__ for neighbour in prediction.dissimilar],
+        "candidates": [candidate.__dict__ for candidate in prediction.candidates],
         "raw": prediction.raw,
     }
 

@@ -84,6 +84,10 @@ class Gallery:
         if not manifest_path.is_file():
             raise BadInputError(f"{root}: not a gallery (no manifest.json; build one with `gaea gallery build`)")
         manifest = json.loads(manifest_path.read_text())
+        missing = [name for name in ("embeddings.npy", "coords.npy", "metadata.jsonl", INDEX_FILE)
+                   if not (root / name).is_file()]
+        if missing:
+            raise BadInputError(f"{root}: not a complete gallery, {', '.join(missing)} missing (rebuild it)")
         embeddings = np.load(root / "embeddings.npy", mmap_mode="r" if mmap else None)
         coords = np.load(root / "coords.npy")
         metadata = list(read_jsonl(root / "metadata.jsonl"))
