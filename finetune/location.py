@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 from gaea.errors import BadInputError, ConfigError
 from gaea.geo.distance import haversine_km
@@ -110,18 +109,9 @@ def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] 
     ConfigError
         When the file is missing or malformed, or a key is unknown.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from error
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings, not {type(loaded).__name__}")
-        values.update(loaded)
+    from finetune.config import _read_recipe  # the one reader of YAML settings files
+
+    values: dict[str, Any] = _read_recipe(Path(path)) if path is not None else {}
     values.update({key: value for key, value in (overrides or {}).items() if value is not None})
     known = {spec.name for spec in dataclasses.fields(LocationTrainConfig)}
     unknown = sorted(set(values) - known)

@@ -60,21 +60,25 @@ def configure(parser: CommandParser) -> None:
         description="Accuracy at 1 / 25 / 200 / 750 / 2,500 km, median error and GeoScore of a location model's "
                     "best candidate for every photo of a gallery (the metrics of `gaea eval geo`).",
         examples=["gaea locmodel eval --model runs/geoclip --gallery test-gallery/",
-                  "gaea locmodel eval --model runs/s2 --gallery gallery/ --held-out --decoding greedy"],
+                  "gaea locmodel eval --model runs/s2 --gallery gallery/ --only-held-out --decoding greedy"],
     )
     evaluate.add_argument("--model", required=True, type=Path, metavar="DIR",
                           help="a model made by `gaea locmodel train`")
     evaluate.add_argument("--gallery", required=True, type=Path, metavar="DIR", help="gallery folder to evaluate on")
-    evaluate.add_argument("--held-out", action="store_true",
+    evaluate.add_argument("--only-held-out", action="store_true",
                           help="only the photos the training run held out (the gallery must be the one it trained on)")
     evaluate.add_argument("--out", type=Path, metavar="JSON", help="also write the metrics to this file")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     decoding = evaluate.add_argument_group("decoding (s2, shdd)")
     decoding.add_argument("--decoding", choices=("greedy", "beam", "sample"), help="s2: how to decode the cells (beam)")
     decoding.add_argument("--beam-width", type=int, metavar="B", help="s2: beam width (4)")
-    decoding.add_argument("--samples", type=int, metavar="N", help="s2 sample / shdd diffusion: draws per photo")
+    decoding.add_argument("--samples", type=int, metavar="N",
+                          help="s2 sample / shdd diffusion: draws per photo (16 / 4)")
     decoding.add_argument("--temperature", type=float, help="s2 sample: sampling temperature (1.0)")
-    decoding.add_argument("--steps", type=int, metavar="N", help="shdd diffusion: DDIM steps (20)")
+    decoding.add_argument("--steps", type=int, metavar="N", help="shdd diffusion: DDIM steps (10)")
+    decoding.add_argument("--start", type=float, metavar="SHARE",
+                          help="shdd diffusion: share of the reverse process run, from the noised regression prior "
+                               "(1.0: all of it, from pure noise)")
     evaluate.add_argument("--gps-gallery", type=Path, metavar="CSV",
                           help="geoclip: predict over these places (a CSV with LAT, LON) instead of the model's")
 
@@ -105,17 +109,17 @@ def run_eval(args: argparse.Namespace) -> int:
     model = load_location_model(args.model)
     data = LocationData.from_gallery(args.gallery)
     rows = np.arange(len(data.embeddings))
-    if args.held_out:
+    if args.only_held_out:
         rows = _held_out_rows(args.model, data)
     if args.gps_gallery:
         if model.kind != "geoclip":
             raise BadInputError(f"--gps-gallery applies to geoclip models; {args.model} is {model.kind}")
         model.set_gps_gallery(*read_gps_gallery(args.gps_gallery))
-    options = {name: getattr(args, name) for name in ("decoding", "beam_width", "samples", "temperature", "steps")
+    options = {name: getattr(args, name) for name in ("decoding", "beam_width", "samples", "temperature", "steps", "start")
                if getattr(args, name) is not None}
     metrics = evaluate_predictions(model, np.asarray(data.embeddings[rows]), data.coords[rows], **options)
     report = {"model": str(args.model), "kind": model.kind, "gallery": str(args.gallery),
-              "held_out": args.held_out, "options": options, **metrics}
+              "only_held_out": args.only_held_out, "options": options, **metrics}
     if args.out:
         from gaea.io import atomic_write_json
 
@@ -131,10 +135,10 @@ def _held_out_rows(model_dir: Path, data: Any) -> Any:
 
     path = model_dir / "split.json"
     if not path.is_file():
-        raise BadInputError(f"{model_dir}: no split.json, so its held-out photos are unknown (drop --held-out)")
+        raise BadInputError(f"{model_dir}: no split.json, so its held-out photos are unknown (drop --only-held-out)")
     split = json.loads(path.read_text(encoding="utf-8"))
     if split["data"] != data.fingerprint():
-        raise BadInputError(f"--held-out: {data.source} is not the gallery {model_dir} was trained on")
+        raise BadInputError(f"--only-held-out: {data.source} is not the gallery {model_dir} was trained on")
     rows = np.asarray(split["held_out_rows"], dtype=np.int64)
     if len(rows) == 0:
         raise BadInputError(f"{model_dir} held no photos out (trained with held_out 0)")

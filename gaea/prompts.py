@@ -96,22 +96,20 @@ def _reference_sections(similar: Sequence[Neighbor], dissimilar: Sequence[Neighb
 
 
 def _candidate_section(candidates: Sequence[Candidate]) -> str:
-    lines = []
-    for number, candidate in enumerate(candidates, start=1):
-        place = sanitize_text(candidate.place, max_len=80)
-        where = f" ({json.dumps(place, ensure_ascii=False)})" if place else ""
-        lines.append(f"{number}. {candidate.lat:.4f}, {candidate.lon:.4f}{where}, {candidate.score:.2f}")
+    lines = [_place_line(number, c.lat, c.lon, c.place, f", {c.score:.2f}") for number, c in enumerate(candidates, 1)]
     return ("A location model trained on geotagged photos proposes these places for it (most likely first; "
             "latitude, longitude, nearest place, the model's probability):\n" + "\n".join(lines))
 
 
 def _neighbour_lines(neighbours: Sequence[Neighbor]) -> str:
-    lines = []
-    for number, neighbour in enumerate(neighbours, start=1):
-        place = sanitize_text(neighbour.place, max_len=80)
-        where = f" ({json.dumps(place, ensure_ascii=False)})" if place else ""
-        lines.append(f"{number}. {neighbour.lat:.4f}, {neighbour.lon:.4f}{where}")
-    return "\n".join(lines)
+    return "\n".join(_place_line(number, n.lat, n.lon, n.place) for number, n in enumerate(neighbours, 1))
+
+
+def _place_line(number: int, lat: float, lon: float, place: str, suffix: str = "") -> str:
+    """``N. lat, lon ("place")`` and the suffix; the place name is data, sanitized and quoted."""
+    place = sanitize_text(place, max_len=80)
+    where = f" ({json.dumps(place, ensure_ascii=False)})" if place else ""
+    return f"{number}. {lat:.4f}, {lon:.4f}{where}{suffix}"
 
 
 def osm_grounding_block(features: Sequence[OSMFeature], point: GeoPoint, radius_m: float, *,

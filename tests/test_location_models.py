@@ -318,7 +318,7 @@ def test_gaea_locmodel_train_and_eval_end_to_end(benchmark, tmp_path: Path, caps
         "1km", "25km", "200km", "750km", "2500km"}
 
     code, stdout, stderr = gaea(capsys, "locmodel", "eval", "--model", str(out), "--gallery", str(gallery),
-                                "--held-out", "--decoding", "greedy", "--json")
+                                "--only-held-out", "--decoding", "greedy", "--json")
     assert code == 0, stderr
     report = json.loads(stdout)
     assert report["count"] == 600 and report["kind"] == "s2" and report["options"] == {"decoding": "greedy"}

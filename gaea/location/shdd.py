@@ -14,13 +14,17 @@ order m, then a sum over m per longitude, which keeps decoding cheap even at L =
 
 Models (``variant``), each mapping a frozen image embedding to SHDD coefficients:
 
-- ``diffusion`` (LocDiff): a conditional denoising diffusion in coefficient space; a small residual MLP
-  denoiser predicts the clean coefficients from noisy ones, the diffusion time and the image; DDIM
-  sampling from noise; the mean of ``samples`` draws (a mixture of their functions) is decoded;
-- ``regression`` (the baseline): an MLP that outputs the coefficients directly.
+- ``regression`` (the baseline, and the default): an MLP that outputs the coefficients directly, trained
+  with `SphericalHarmonics.kl_loss`, the KL divergence from the true point's delta to the distribution
+  proportional to exp(f) of the prediction;
+- ``diffusion`` (LocDiff): a conditional denoising diffusion in coefficient space (cosine schedule, 1,000
+  steps), whose small residual-MLP denoiser predicts the clean coefficients from noisy ones, the diffusion
+  time and the image, around a jointly trained regression prior; DDIM sampling from noise; the mean of
+  ``samples`` draws (a mixture of their functions) is decoded. A draw is one plausible place, so as a point
+  estimate it trails the regression's mode unless the denoiser is trained long; ``start`` < 1 runs only the
+  end of the reverse process from the noised prior, which refines it instead.
 
-Both train (in `finetune.location`) with `shdd_kl`: the softmax of the predicted function over the sphere
-against the softmax of the true point's delta, a KL divergence computed in coefficient space.
+Training is in `finetune.location`.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from gaea.geo.distance import haversine_km
 from gaea.location.base import LocationModel
 
 SHDD_DEFAULTS: dict[str, Any] = {
-    "degree": 20,
+    "degree": 48,
     "variant": "regression",
     "hidden": 512,
     "layers": 3,
