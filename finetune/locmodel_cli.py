@@ -115,8 +115,8 @@ def run_eval(args: argparse.Namespace) -> int:
         if model.kind != "geoclip":
             raise BadInputError(f"--gps-gallery applies to geoclip models; {args.model} is {model.kind}")
         model.set_gps_gallery(*read_gps_gallery(args.gps_gallery))
-    options = {name: getattr(args, name) for name in ("decoding", "beam_width", "samples", "temperature", "steps", "start")
-               if getattr(args, name) is not None}
+    decoding = ("decoding", "beam_width", "samples", "temperature", "steps", "start")
+    options = {name: getattr(args, name) for name in decoding if getattr(args, name) is not None}
     metrics = evaluate_predictions(model, np.asarray(data.embeddings[rows]), data.coords[rows], **options)
     report = {"model": str(args.model), "kind": model.kind, "gallery": str(args.gallery),
               "only_held_out": args.only_held_out, "options": options, **metrics}

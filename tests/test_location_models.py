@@ -141,8 +141,8 @@ def test_shdd_diffusion_learns_the_places_and_its_samples_refine_the_regression_
     LocDiff's conditional diffusion (the denoiser corrects the jointly trained regression prior). Drawn from
     pure noise, a sample is one plausible place, so as a point estimate it trails the prior's mode on a
     budget this small; started from the noised prior it refines it. Both are reported."""
-    result = train("shdd", benchmark, tmp_path / "diffusion",
-                   model={"hidden": 128, "degree": 24, "variant": "diffusion"})
+    result = train("shdd", benchmark, tmp_path / "diffusion", epochs=2,
+                   model={"hidden": 128, "degree": 16, "variant": "diffusion"})
     model = result.model
     full = evaluate_predictions(model, benchmark.test_embeddings, benchmark.test_coords, samples=2)
     refined = evaluate_predictions(model, benchmark.test_embeddings, benchmark.test_coords, samples=1, start=0.1)
