@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import hashlib
-import json
 import logging
 import math
 import os
@@ -209,7 +208,7 @@ class GeoCLIPObjective(Objective):
     def loss(self, rows: np.ndarray, x: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         model: GeoCLIPModel = self.model
         queued = self.queue_rows.numpy()
-        queue_coords = torch.from_numpy(self.data.coords[queued]).float()
+        queue_coords = torch.from_numpy(self.data.coords[queued]).float().to(x.device)
         places = torch.cat([_jitter(coords, self.config.positive_noise_km),
                             _jitter(queue_coords, self.config.queue_noise_km)])
         images = model.image_features(x)
@@ -564,8 +563,3 @@ def _exclusive(out: Path) -> Iterator[None]:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
 
-
-def read_metrics(model_dir: str | Path) -> dict[str, Any]:
-    """The metrics.json a training run left beside its model ({} when there is none)."""
-    path = Path(model_dir) / "metrics.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

@@ -46,14 +46,6 @@ class SyntheticBenchmark:
     test_coords: np.ndarray
 
 
-def synthetic_embeddings(lat: np.ndarray, lon: np.ndarray, *, dim: int = DEFAULT_DIM, noise: float = DEFAULT_NOISE,
-                         seed: int = 0) -> np.ndarray:
-    """Unit-length float32 embeddings of the points: the fixed field of their position plus Gaussian noise
-    (``noise`` is the noise norm relative to the signal's, which has norm 1)."""
-    draws = np.random.default_rng(seed).normal(0.0, 1.0, (len(lat), dim))
-    return _add_noise(field_signal(lat, lon, dim=dim), draws, noise)
-
-
 def field_signal(lat: np.ndarray, lon: np.ndarray, *, dim: int = DEFAULT_DIM) -> np.ndarray:
     """The noise-free, unit-length embedding of each position: the same for every caller."""
     field = np.random.default_rng(FIELD_SEED)
