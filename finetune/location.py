@@ -12,21 +12,18 @@ A seeded share of the gallery (``held_out``) is kept out of training and evaluat
     semivariogram.png / .json        geoclip with negatives: semivariogram, the fitted model
 
 A rerun with the same settings and data resumes from the newest checkpoint (a larger ``epochs`` trains
-on), and gives the same model as an uninterrupted run; a second run on the same ``out`` at the same time
-is refused.
+on), and gives the same model as an uninterrupted run; the folder is a `gaea.runs` run directory, so a
+second run on it at the same time, or one with other settings or data, is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import logging
 import math
-import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,17 +336,20 @@ class TrainResult:
 
 
 def train_location_model(config: LocationTrainConfig, data: LocationData | None = None, *,
-                         show_progress: bool = True,
+                         overwrite: bool = False, show_progress: bool = True,
                          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train as ``config`` says (on ``data``, default: ``config.gallery``), resuming a matching checkpoint.
+    """Train as ``config`` says (on ``data``, default: ``config.gallery``), resuming a matching checkpoint
+    (``overwrite``: deleting an earlier run's work in ``out`` instead).
 
     ``on_step(step, loss)`` is called after every optimizer step (an exception from it stops the run with
     its checkpoints intact).
 
     Raises
     ------
+    RunInUseError
+        When another run is writing to ``out``.
     ConfigError
-        When ``out`` is missing, locked by another run, or holds a checkpoint of different settings.
+        When ``out`` is missing or holds the run of other settings or data.
     BadInputError
         When the gallery is empty, lacks coordinates, or a setting names a file that cannot be read.
     """
@@ -359,9 +359,10 @@ def train_location_model(config: LocationTrainConfig, data: LocationData | None 
         if not config.gallery:
             raise ConfigError("gallery: the training gallery is required (--gallery DIR)")
         data = LocationData.from_gallery(config.gallery)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    from gaea.runs import open_run
+
+    with open_run(config.out, job="gaea locmodel train", fingerprint=_fingerprint(config, data),
+                  overwrite=overwrite) as out:
         return _train(config, data, out, show_progress=show_progress, on_step=on_step)
 
 
@@ -370,7 +371,6 @@ def _train(config: LocationTrainConfig, data: LocationData, out: Path, *, show_p
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
-    identity = _run_identity(config, data)
     train_rows, held_rows = split_rows(len(data.embeddings), config.held_out, config.seed)
     torch.manual_seed(config.seed)
     semivariogram = _semivariogram(config, data, train_rows, out) if config.negatives == "semivariogram" else None
@@ -381,7 +381,7 @@ def _train(config: LocationTrainConfig, data: LocationData, out: Path, *, show_p
     per_epoch = max(len(train_rows) // config.batch_size, 1)
     total = per_epoch * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total))
-    step = _resume(out, identity, model, optimizer, schedule, objective, total)
+    step = _resume(out, model, optimizer, schedule, objective, total)
     resumed_from = step
     writer = SummaryWriter(str(out / "tensorboard"), purge_step=step)
     progress = tqdm(total=total, initial=step, desc=f"train {config.kind}", unit="step", disable=not show_progress)
@@ -409,7 +409,7 @@ def _train(config: LocationTrainConfig, data: LocationData, out: Path, *, show_p
                     writer.add_scalar(f"held_out/{name}", value, step)
                 model.train()
             if step % config.checkpoint_every == 0 or step % per_epoch == 0:
-                _save_checkpoint(out, identity, step, model, optimizer, schedule, objective)
+                _save_checkpoint(out, step, model, optimizer, schedule, objective)
             if on_step is not None:
                 on_step(step, loss.item())
     finally:
@@ -423,7 +423,7 @@ def _train(config: LocationTrainConfig, data: LocationData, out: Path, *, show_p
         "train_photos": len(train_rows),
         "held_out_photos": len(held_rows),
         "held_out": _evaluate(model, data, held_rows),
-        "data": identity["data"],
+        "data": data.fingerprint(),
         "settings": config.to_dict(),
     }
     if semivariogram is not None:
@@ -431,7 +431,7 @@ def _train(config: LocationTrainConfig, data: LocationData, out: Path, *, show_p
     model.save(out)
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_json(out / "split.json", {"seed": config.seed, "held_out": config.held_out,
-                                           "data": identity["data"], "held_out_rows": held_rows.tolist()})
+                                           "data": data.fingerprint(), "held_out_rows": held_rows.tolist()})
     return TrainResult(out, model, metrics, step, resumed_from)
 
 
@@ -493,21 +493,23 @@ def _semivariogram(config: LocationTrainConfig, data: LocationData, rows: np.nda
 # -- checkpoints --------------------------------------------------------------------------------------
 
 
-def _run_identity(config: LocationTrainConfig, data: LocationData) -> dict[str, Any]:
+def _fingerprint(config: LocationTrainConfig, data: LocationData) -> dict[str, Any]:
+    """What a resumed run must share with the run that started its folder: the settings (but those that may
+    change, and the paths) and the data."""
     settings = {key: value for key, value in config.to_dict().items()
                 if key not in RESUMABLE_CHANGES and key not in ("gallery", "out")}
-    return {"settings": settings, "data": data.fingerprint()}
+    return {**settings, "data": data.fingerprint()}
 
 
-def _save_checkpoint(out: Path, identity: dict[str, Any], step: int, model: LocationModel, optimizer: Any,
-                     schedule: Any, objective: Objective) -> None:
+def _save_checkpoint(out: Path, step: int, model: LocationModel, optimizer: Any, schedule: Any,
+                     objective: Objective) -> None:
     """Write checkpoints/step-N in full, then point checkpoints/latest at it, then drop older ones."""
     import io
 
     folder = out / "checkpoints" / f"step-{step:08d}"
     model.save(folder)
     buffer = io.BytesIO()
-    torch.save({"step": step, "identity": identity, "optimizer": optimizer.state_dict(),
+    torch.save({"step": step, "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "objective": objective.state_dict(),
                 "torch_rng": torch.get_rng_state()}, buffer)
     atomic_write_bytes(folder / "trainer_state.pt", buffer.getvalue())
@@ -517,20 +519,14 @@ def _save_checkpoint(out: Path, identity: dict[str, Any], step: int, model: Loca
             shutil.rmtree(older, ignore_errors=True)
 
 
-def _resume(out: Path, identity: dict[str, Any], model: LocationModel, optimizer: Any, schedule: Any,
-            objective: Objective, total: int) -> int:
-    """Load the newest checkpoint into the run and return its step (0 when there is none)."""
+def _resume(out: Path, model: LocationModel, optimizer: Any, schedule: Any, objective: Objective, total: int) -> int:
+    """Load the newest checkpoint into the run and return its step (0 when there is none); `open_run` has
+    checked that it is a checkpoint of this run's settings and data."""
     pointer = out / "checkpoints" / "latest"
     if not pointer.is_file():
         return 0
     folder = out / "checkpoints" / pointer.read_text(encoding="utf-8").strip()
     state = torch.load(folder / "trainer_state.pt", weights_only=False)
-    if state["identity"] != identity:
-        changed = sorted(key for key in identity["settings"]
-                         if identity["settings"][key] != state["identity"]["settings"].get(key))
-        what = f"settings {', '.join(changed)}" if changed else "the training data"
-        raise ConfigError(f"{out} holds a checkpoint of another run ({what} differ); use another --out, or "
-                          "delete its checkpoints/ to start over")
     if state["step"] > total:
         raise ConfigError(f"{out}: its checkpoint is at step {state['step']}, past the {total} steps of "
                           "these epochs; ask for at least as many epochs")
@@ -542,24 +538,3 @@ def _resume(out: Path, identity: dict[str, Any], model: LocationModel, optimizer
     torch.set_rng_state(state["torch_rng"])
     log.info("resuming %s from step %d", out, state["step"])
     return int(state["step"])
-
-
-@contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """Hold out/.lock for the run; a second run on the same folder fails at once."""
-    handle = open(out / ".lock", "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as error:
-        handle.close()
-        raise ConfigError(f"{out}: another training run is writing there (it holds {out / '.lock'})") from error
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-

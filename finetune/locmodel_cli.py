@@ -25,7 +25,7 @@ def configure(parser: CommandParser) -> None:
         help="train a location model on a gallery's embeddings and coordinates (resumable)",
         description="Train a location model (geoclip, s2 or shdd) on the embeddings and coordinates of a gallery, "
                     "holding out a seeded share for evaluation. A rerun with the same settings resumes from the "
-                    "newest checkpoint in --out.",
+                    "newest checkpoint in --out; other settings there are refused (or --overwrite).",
         examples=["gaea locmodel train --kind geoclip --gallery gallery/ --out runs/geoclip",
                   "gaea locmodel train --kind geoclip --negatives semivariogram --gallery gallery/ --out runs/sv",
                   "gaea locmodel train --kind s2 --config recipe.yaml --gallery gallery/ --out runs/s2"],
@@ -45,6 +45,8 @@ def configure(parser: CommandParser) -> None:
     train.add_argument("--seed", type=int, help="seed of the initial weights, batch order and held-out split (0)")
     train.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="steps between checkpoints (500)")
     train.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="delete the work of an earlier run in --out and start afresh (default: resume it)")
     geoclip = train.add_argument_group("geoclip")
     geoclip.add_argument("--negatives", choices=("plain", "semivariogram"),
                          help="semivariogram: weight hard negatives up and drop false ones by the fitted "
@@ -91,7 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
         "negatives", "queue_size")}
     overrides.update(gallery=_text(args.gallery), out=_text(args.out), gps_gallery=_text(args.gps_gallery))
     config = load_train_config(args.config, overrides)
-    result = train_location_model(config)
+    result = train_location_model(config, overwrite=args.overwrite)
     held = result.metrics["held_out"]
     summary = f"; held-out {_line(held)}" if held else ""
     resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""

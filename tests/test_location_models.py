@@ -328,7 +328,9 @@ def test_gaea_locmodel_train_and_eval_end_to_end(benchmark, tmp_path: Path, caps
     code, stdout, _ = gaea(capsys, *train_args)
     assert code == 0 and f"resumed at step {metrics['steps']}" in stdout
     code, _, stderr = gaea(capsys, *train_args, "--seed", "7")
-    assert code == 2 and "holds a checkpoint of another run (settings seed differ)" in stderr
+    assert code == 2 and "was made with seed 0; this run asks for seed 7" in stderr
+    code, stdout, stderr = gaea(capsys, *train_args, "--seed", "7", "--overwrite")
+    assert code == 0 and "resumed" not in stdout, stderr
 
 
 def test_gaea_locmodel_bad_inputs_are_one_line_and_exit_2(trained, benchmark, tmp_path: Path, capsys) -> None:
@@ -360,14 +362,12 @@ def test_gaea_locmodel_bad_inputs_are_one_line_and_exit_2(trained, benchmark, tm
 
 def test_a_second_concurrent_training_run_is_refused(benchmark, tmp_path: Path) -> None:
     """No real image weights exist here: a few synthetic-benchmark embeddings."""
-    import fcntl
+    from gaea.errors import RunInUseError
+    from gaea.runs import RunLock
 
     out = tmp_path / "busy"
-    out.mkdir()
-    with open(out / ".lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `gaea locmodel train` holds it
-        with pytest.raises(ConfigError, match="another training run is writing there"):
-            train("s2", synthetic_benchmark_slice(benchmark, 256), out, epochs=1)
+    with RunLock(out), pytest.raises(RunInUseError, match="is in use by another run"):  # as a running one holds it
+        train("s2", synthetic_benchmark_slice(benchmark, 256), out, epochs=1)
 
 
 # -- the Assistant -----------------------------------------------------------------------------------------
