@@ -327,18 +327,25 @@ def test_a_candidate_list_with_a_final_choice_gives_the_choice() -> None:
         ("This appears to be in Bavaria, Germany.", 52.52, 13.41, "DE"),
         ("Nigeria (Lagos)", 9.06, 7.50, "NG"),
         ("paris, france", 48.85, 2.35, "FR"),
+        ("Japan, Osaka", 34.69, 135.50, "JP"),
         ("This is not Paris, France; it is Brussels, Belgium.", 50.85, 4.35, "BE"),
         ("Probably San Francisco, California.", 37.77, -122.42, "US"),
     ],
     ids=["petra", "kansas-city-mo", "kansas-city-ks", "country-after-is", "country-alone", "city-after-marker",
          "city-in-country", "endonym", "no-comma", "taken-in-city", "landmark-then-city", "region-country",
-         "country-then-bracket", "lower-case", "negated-then-answer", "city-region"],
+         "country-then-bracket", "lower-case", "country-first", "negated-then-answer",
+         "city-region"],
 )  # fmt: skip
 def test_place_only_answers_are_geocoded_offline_to_the_right_place(text: str, lat: float, lon: float, code: str):
     parsed = _read(text)
     assert parsed.method == "place" and parsed.place is not None
     assert parsed.place.country_code == code
     assert _at(parsed, lat, lon, km=25)
+
+
+@pytest.mark.parametrize("text", ["Temple, mosque and market suggest a Muslim country.", "No.", "Mexico, Panama"])
+def test_words_that_happen_to_be_places_are_no_answer(text: str) -> None:
+    assert _read(text).point is None
 
 
 def test_a_negated_country_is_no_answer() -> None:

@@ -319,9 +319,9 @@ def places_in_prose(text: str) -> list[Named]:
 
 
 _LEAD_IN = re.compile(
-    r"(?i)(?:^\s*|\b(?:this|it|that|the\s+(?:location|place|photo|image|picture|city|country|answer))"
+    r"(?i)\b(?:this|it|that|the\s+(?:location|place|photo|image|picture|city|country|answer))"
     r"(?:'s|\s+(?:is|was|looks\s+like|appears\s+to\s+be|seems\s+to\s+be|must\s+be))\s+"
-    r"|\b(?:location|place|where|prediction)\s*:\s*)"
+    r"|\b(?:location|place|where|prediction)\s*:\s*"
 )
 # "The photo was taken in Hanoi.": a city alone after such a verb, if it is a large one (not "in March").
 _TAKEN_IN = re.compile(r"(?i)\b(?:taken|located|situated|photographed|shot|captured)\s+(?:in|at)\s+")
@@ -329,20 +329,30 @@ _LARGE_CITY = 100_000
 _NAME_ALONE = re.compile(
     r"\s*(?:is\s+|would\s+be\s+|[:=-]\s*)?(?:in\s+)?(?P<name>(?:[A-Z][\w'.-]*\s*){1,5})(?=[.!,;()\n]|$)"
 )
+# An answer that is nothing but a name ("Kenya", "Nigeria (Lagos)"), not one that opens with a word that
+# happens to be a place ("Temple, mosque and market suggest Turkey").
+_WHOLE_ANSWER = re.compile(r"\s*(?P<name>(?:[A-Z][\w'.-]*\s*){1,5}?)\s*[.!]?\s*(?:\(|\n|$)")
+# The whole answer "Country, City" ("Japan, Osaka"), the other order.
+_COUNTRY_FIRST = re.compile(r"\s*(?P<country>[A-Z][^,\n]{1,40}?)\s*,\s*(?P<city>[A-Z][^,\n]{1,40}?)\s*[.!]?\s*$")
 
 
 def names_alone(text: str, markers: list[int]) -> list[Named]:
     """A country or city named alone where an answer stands: the whole answer ("Kenya"), after a
     final-answer marker ("Best guess: Nairobi") or after "this is" ("so this is Paris.")."""
+    matches = [(_WHOLE_ANSWER.match(text), 0)]
     starts = {match.end(): 0 for match in _LEAD_IN.finditer(text)} | dict.fromkeys(markers, 0)
     starts |= {match.end(): _LARGE_CITY for match in _TAKEN_IN.finditer(text)}
+    matches += [(_NAME_ALONE.match(text, start), population) for start, population in sorted(starts.items())]
     found = []
-    for start, population in sorted(starts.items()):
-        match = _NAME_ALONE.match(text, start)
+    reversed_order = _COUNTRY_FIRST.match(text)
+    if reversed_order and is_country(reversed_order["country"]) and not is_country(reversed_order["city"]):
+        city = reversed_order["city"] if is_city(reversed_order["city"], reversed_order["country"]) else ""
+        found.append(Named(reversed_order.start(), city, reversed_order["country"]))
+    for match, population in matches:
         if match is None:
             continue
         name = _strip_value(match["name"])
-        if is_country(name):
+        if is_country(name) and (len(name) > 3 or name.isupper()):  # "No." is no Norway
             found.append(Named(match.start("name"), "", name))
         elif is_city_named(name, population):
             found.append(Named(match.start("name"), name, ""))
