@@ -58,9 +58,10 @@ def saved_answer_server(answer: Path) -> Iterator[SavedAnswerServer]:
 Answer = Callable[[str, dict[str, str]], tuple[int, dict[str, str], Iterator[bytes]]]
 
 
-def background_chat_server(answer: Answer) -> str:
-    """An HTTP server on 127.0.0.1 answering every request with `answer`, in daemon threads that end with
-    this process (the server outlives the command it is started for); its API root ``http://127.0.0.1:PORT/v1``."""
+def background_chat_server(answer: Answer, *, lifetime_s: float = 120.0) -> str:
+    """An HTTP server on 127.0.0.1 answering every request with `answer`, in daemon threads, for
+    `lifetime_s` seconds (it outlives the call that starts it, and stops by itself); its API root
+    ``http://127.0.0.1:PORT/v1``."""
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
@@ -82,6 +83,9 @@ def background_chat_server(answer: Answer) -> str:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    stop = threading.Timer(lifetime_s, lambda: (httpd.shutdown(), httpd.server_close()))
+    stop.daemon = True
+    stop.start()
     return f"http://127.0.0.1:{httpd.server_address[1]}/v1"
 
 

@@ -196,8 +196,7 @@ def peak_rss_of_build(tmp: Path, xml: Path, photos: list[Photo], image: Path) ->
 
 
 def overpass_requests(tmp: Path) -> tuple[int, int]:
-    from _common import saved_answer_server
-
+    from benchmarks._common import saved_answer_server
     from gaea.exif import read_exif_gps
     from gaea.osm import OverpassSource
     from gaea.types import GeoPoint

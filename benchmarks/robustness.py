@@ -4,7 +4,8 @@
     GAEA_ROBUSTNESS_CODE=../old-checkout .venv/bin/python benchmarks/robustness.py   # how another version fares
 
 Every case runs ``python -m gaea.cli ...`` in a process of its own, on a scene built for it in a
-temporary folder, and must end in one of three ways:
+temporary folder (model-server cases: against a misbehaving loopback chat server, with a decoy
+OPENAI_API_KEY in the environment that no server may receive), and must end in one of three ways:
 
 - a clean error: exit code 2, one line on stderr (log warnings and progress bars aside) that says what is
   wrong, no traceback;
@@ -12,7 +13,8 @@ temporary folder, and must end in one of three ways:
   readable name with its reason code and a detail that says where it is;
 - used: exit 0, the input in the output, under a readable name;
 
-and it must finish in under 10 s (a hang is killed at ``--timeout``). The script prints one line per
+showing none of the case's `hidden` texts (escape sequences, credentials, what a cap must cut off) on
+stdout or stderr; and it must finish in under 10 s (a hang is killed at ``--timeout``). The script prints one line per
 case and the totals. There is no baseline: the figure is how many of the cases behave (all of them).
 
 The table `CASES` is meant to grow. A case names the command it runs (`COMMANDS`), the scene its bad
@@ -25,6 +27,7 @@ scene together, to keep the suite short) and fails on any case that misbehaves.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -36,11 +39,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._common import SSE_DONE, SSE_HEADERS, Answer, background_chat_server, sse_event  # noqa: E402
+
 SHARED = REPO.parent / "shared" / "data"
 #: The checkout whose code the cases run: this one, or (to see what an older version did) another.
 CODE = Path(os.environ.get("GAEA_ROBUSTNESS_CODE", REPO))
@@ -106,6 +113,7 @@ class Expect:
     says: str = ""
     argv: tuple[str, ...] = ()  # for scene "own": the command line after `gaea`
     absent: str = ""  # a text no name in the output may contain
+    hidden: tuple[str, ...] = ()  # texts neither stdout nor stderr may show
 
 
 @dataclass(frozen=True)
@@ -296,6 +304,84 @@ _JSONL_CASES = [
 ]
 _CSV_CASES = [("CSV non-UTF-8 bytes (latin-1 name)", _csv_latin1_name), ("CSV latitude 'north'", _csv_word_latitude)]
 
+# `gaea ask` against loopback chat servers that misbehave. A stalled server is given `--timeout 1` and the
+# endless ones `--deadline 2` so that each case stays short; with the defaults (20 s, 300 s) a stall fails in 41 s.
+
+DECOY_OPENAI_KEY = "sk-decoy-robustness-0000"
+URL_USER, URL_PASSWORD, URL_QUERY_KEY = "robust", "p4ss-robustness", "qk-robustness"
+_ANSWER = [sse_event("Arezzo"), sse_event(", Italy"), sse_event(finish_reason="stop"), SSE_DONE]
+
+
+def _streamed(chunks: Callable[[], Iterator[bytes]]) -> Answer:
+    return lambda path, headers: (200, SSE_HEADERS, chunks())
+
+
+def _trickle() -> Iterator[bytes]:
+    for index in range(300):
+        yield sse_event(f"w{index} ")
+        time.sleep(0.2)
+
+
+def _keep_alives() -> Iterator[bytes]:
+    yield sse_event()
+    for _ in range(300):
+        yield b": keep-alive\n\n"
+        time.sleep(0.2)
+
+
+def _endless() -> Iterator[bytes]:
+    for index in range(200_000):
+        yield sse_event(f"w{index} ")
+
+
+def _stall(path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Iterator[bytes]]:
+    time.sleep(30)
+    return 200, SSE_HEADERS, iter(_ANSWER)
+
+
+def _refuse_any_key(path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Iterator[bytes]]:
+    if "authorization" in headers:
+        return 401, {}, iter([b'{"error": {"message": "a key reached the local model server"}}'])
+    return 200, SSE_HEADERS, iter(_ANSWER)
+
+
+def _require_url_credentials(path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Iterator[bytes]]:
+    basic = "Basic " + base64.b64encode(f"{URL_USER}:{URL_PASSWORD}".encode()).decode()
+    if path != f"/v1/chat/completions?key={URL_QUERY_KEY}" or headers.get("authorization") != basic:
+        return 401, {}, iter([b'{"error": {"message": "wrong path or credentials"}}'])
+    return 200, SSE_HEADERS, iter(_ANSWER)
+
+
+def _chat(answer: Answer, outcome: str, says: str = "", *, options: tuple[str, ...] = (),
+          hidden: tuple[str, ...] = (), url: Callable[[str], str] = str) -> Callable[[Scene], Expect]:
+    def plant(scene: Scene) -> Expect:
+        argv = ["ask", "--base-url", url(background_chat_server(answer)), "--served-model", "m", "--image",
+                str(scene.photos / "good.jpg"), "--stream", *options, "Where was this photo taken?"]
+        return Expect(outcome, says=says, argv=tuple(argv), hidden=(DECOY_OPENAI_KEY, *hidden))
+
+    return plant
+
+
+_SERVER_CASES = [
+    ("stream that trickles forever", _chat(_streamed(_trickle), "error", "did not finish its answer within 2 s",
+                                           options=("--deadline", "2"))),
+    ("SSE keep-alives forever", _chat(_streamed(_keep_alives), "error", "did not finish its answer within 2 s",
+                                      options=("--deadline", "2"))),
+    ("endless stream", _chat(_streamed(_endless), "used", options=("--max-new-tokens", "16"), hidden=("w40 ",))),
+    ("stream cut before [DONE]", _chat(_streamed(lambda: iter(_ANSWER[:2])), "error", "broke off its answer")),
+    ("stalled server", _chat(_stall, "error", "did not answer in time (2 tries of 1 s", options=("--timeout", "1"))),
+    ("terminal escapes in the answer", _chat(_streamed(lambda: iter([
+        sse_event("\x1b]0;pwned\x07Arezzo"), sse_event("\x1b[2K\x1b[1A, Italy\x1b[0m"), SSE_DONE])), "used",
+        hidden=("\x1b", "\x07"))),
+    ("terminal escapes in an error", _chat(lambda path, headers: (400, {}, iter([
+        b'{"error": {"message": "bad \\u001b[31mrequest\\u001b[0m"}}'])), "error", "HTTP 400): bad request",
+        hidden=("\x1b",))),
+    ("OPENAI_API_KEY set, local server", _chat(_refuse_any_key, "used")),
+    ("URL with user:pass and ?key=", _chat(_require_url_credentials, "used", hidden=(URL_PASSWORD, URL_QUERY_KEY),
+                                          url=lambda base: base.replace("http://", f"http://{URL_USER}:{URL_PASSWORD}@")
+                                          + f"?key={URL_QUERY_KEY}")),
+]
+
 CASES: list[Case] = [
     *(Case(f"{command}: {name}", command, "folder", plant)
       for command in COMMANDS for name, plant in _FOLDER_CASES),
@@ -318,6 +404,7 @@ CASES: list[Case] = [
     Case("finetune: empty dataset", "finetune", "own", _own(_empty_training_set, "error", "no training sample")),
     Case("finetune: recipe not UTF-8", "finetune", "own", _own(_latin1_recipe, "error", "recipe.yaml: not valid YAML")),
     Case("eval geo: truth CSV not UTF-8", "eval geo", "own", _own(_latin1_truth, "used", "")),
+    *(Case(f"ask: {name}", "ask", "own", plant) for name, plant in _SERVER_CASES),
 ]
 
 
@@ -334,6 +421,7 @@ class Run:
     stderr: str
     seconds: float
     cpu_seconds: float = 0.0
+    stdout: str = ""
 
     def skipped(self) -> list[dict]:
         if self.command == "data build":
@@ -361,15 +449,16 @@ class Run:
 
 def run_gaea(argv: list[str], *, command: str, out: Path, timeout: float) -> Run:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(CODE), TOKENIZERS_PARALLELISM="false",
-               GAEA_LOG_LEVEL="WARNING")
+               GAEA_LOG_LEVEL="WARNING", OPENAI_API_KEY=DECOY_OPENAI_KEY)
     started, cpu = time.perf_counter(), _children_cpu()
     try:
         done = subprocess.run([sys.executable, "-m", "gaea.cli", *argv], capture_output=True, timeout=timeout,
                               env=env, cwd=out.parent, stdin=subprocess.DEVNULL)
-        returncode, stderr = done.returncode, done.stderr.decode("utf-8", "replace")
+        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
     except subprocess.TimeoutExpired as expired:
-        returncode, stderr = None, (expired.stderr or b"").decode("utf-8", "replace")
-    return Run(command, out, returncode, stderr, time.perf_counter() - started, _children_cpu() - cpu)
+        returncode, stdout, stderr = None, expired.stdout or b"", expired.stderr or b""
+    return Run(command, out, returncode, stderr.decode("utf-8", "replace"), time.perf_counter() - started,
+               _children_cpu() - cpu, stdout.decode("utf-8", "replace"))
 
 
 def _children_cpu() -> float:
@@ -383,6 +472,9 @@ def problem(expect: Expect, run: Run) -> str | None:
         return f"hung (killed after {run.seconds:.0f} s)"
     if "Traceback" in run.stderr:
         return "a traceback: " + run.stderr.strip().splitlines()[-1]
+    shown = [text for text in expect.hidden if text in run.stdout + run.stderr]
+    if shown:
+        return f"showed {shown!r}"
     if expect.outcome == "error":
         lines = [line for line in run.stderr.splitlines() if line.strip() and not _noise(line)]
         if run.returncode != 2 or len(lines) != 1 or expect.says not in lines[0]:
