@@ -46,6 +46,7 @@ from data_pipeline.generators import GenerationConfig, generate_records  # noqa:
 from data_pipeline.inputs import Photo  # noqa: E402
 from data_pipeline.lookup import FeatureTable, table_for  # noqa: E402
 from gaea.osm import DISTINGUISHING_KEYS, feature_from_element, open_osm_source  # noqa: E402
+from gaea.records import QARecord  # noqa: E402
 
 RADIUS_M = 1000.0
 CHUNK = 500
@@ -129,7 +130,7 @@ def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def run_baseline(rows: list, photos: list[Photo]) -> dict:
     generation = GenerationConfig(radius_m=RADIUS_M, source="osm-file:kotka.osm")
-    records: list[dict] = []
+    records: list[QARecord] = []
     started, cpu_started = time.perf_counter(), time.process_time()
     for photo in photos:
         near = []
@@ -148,10 +149,10 @@ def run_baseline(rows: list, photos: list[Photo]) -> dict:
             "cpu_s": time.process_time() - cpu_started, "made": records}
 
 
-def same_records(ours: list[dict], baseline: list[dict]) -> tuple[int, int]:
+def same_records(ours: list[QARecord], baseline: list[QARecord]) -> tuple[int, int]:
     """(records equal field for field, records of the same photo and question type), position by position."""
     equal = sum(a == b for a, b in zip(ours, baseline, strict=False))
-    aligned = sum((a["image"], a["question_type"]) == (b["image"], b["question_type"])
+    aligned = sum((a.image, a.question_type) == (b.image, b.question_type)
                   for a, b in zip(ours, baseline, strict=False))
     return equal, aligned
 

@@ -35,6 +35,7 @@ from gaea import sources
 from gaea.credentials import redacted
 from gaea.errors import BadInputError, ConfigError
 from gaea.io import JsonlAppender, atomic_write_json, read_jsonl
+from gaea.records import QARecord
 from gaea.runs import open_run
 from gaea.sources import PhotoItem, Skipped, Source, photo_items
 from gaea.types import GeoPoint
@@ -146,7 +147,7 @@ class BuildSummary:
 class ChunkResult:
     items: int
     photos: int
-    records: list[dict[str, Any]]
+    records: list[QARecord]
     skipped: list[dict[str, str]]
 
 
@@ -198,7 +199,7 @@ def process_chunk(items: list[PhotoItem | Skipped]) -> ChunkResult:
 
 
 def records_for_photos(photos: list[Photo], *, source: Any, generation: GenerationConfig,
-                       table: FeatureTable | None = None) -> list[dict[str, Any]]:
+                       table: FeatureTable | None = None) -> list[QARecord]:
     """OSM lookup (batched), reverse geocoding (one vectorised call) and templates for `photos`.
 
     `table` (from `lookup.table_for(source)`) is the fast path for a loaded extract.
@@ -275,7 +276,7 @@ def _rewind(out: Path, progress: Progress) -> None:
 # ---------------------------------------------------------------------------------------------- the build
 
 
-def build_dataset(config: BuildConfig, *, rewriter: Callable[[list[dict]], list[dict]] | None = None,
+def build_dataset(config: BuildConfig, *, rewriter: Callable[[list[QARecord]], list[QARecord]] | None = None,
                   overwrite: bool = False) -> BuildSummary:
     """Build (or resume building) the dataset `config` describes; return the closing summary.
 
@@ -286,7 +287,7 @@ def build_dataset(config: BuildConfig, *, rewriter: Callable[[list[dict]], list[
         return _build(config, rewriter)
 
 
-def _build(config: BuildConfig, rewriter: Callable[[list[dict]], list[dict]] | None) -> BuildSummary:
+def _build(config: BuildConfig, rewriter: Callable[[list[QARecord]], list[QARecord]] | None) -> BuildSummary:
     started = time.perf_counter()
     out = config.out
     progress = load_progress(out)
@@ -303,7 +304,7 @@ def _build(config: BuildConfig, rewriter: Callable[[list[dict]], list[dict]] | N
             JsonlAppender(out / PROGRESS_FILE) as progress_out:
         for result in _results_in_order(config, _chunks(items, config.chunk_size)):
             records = rewriter(result.records) if rewriter else result.records
-            qa.write_many(records)
+            qa.write_many(record.to_dict() for record in records)
             skipped_out.write_many(result.skipped)
             progress = _advanced(progress, result, records, out)
             progress_out.write(asdict(progress))
@@ -317,9 +318,9 @@ def _build(config: BuildConfig, rewriter: Callable[[list[dict]], list[dict]] | N
     return summary
 
 
-def _advanced(progress: Progress, result: ChunkResult, records: list[dict], out: Path) -> Progress:
+def _advanced(progress: Progress, result: ChunkResult, records: list[QARecord], out: Path) -> Progress:
     skipped = Counter(progress.skipped) + Counter(entry["reason"] for entry in result.skipped)
-    counts = Counter(progress.records) + Counter(record["question_type"] for record in records)
+    counts = Counter(progress.records) + Counter(record.question_type for record in records)
     return Progress(
         items=progress.items + result.items,
         qa_bytes=(out / QA_FILE).stat().st_size,

@@ -16,9 +16,9 @@ from typing import Any, BinaryIO
 
 from gaea.errors import BadInputError
 from gaea.io import atomic_write_jsonl, read_jsonl
+from gaea.records import QARecord, render
 
 FORMATS = ("llava", "messages", "parquet")
-LETTERS = "ABCDEFGH"
 
 
 def dataset_records(dataset_dir: str | Path) -> Iterator[dict[str, Any]]:
@@ -29,34 +29,24 @@ def dataset_records(dataset_dir: str | Path) -> Iterator[dict[str, Any]]:
     return read_jsonl(path)
 
 
-def prompt_and_answer(record: dict[str, Any]) -> tuple[str, str]:
-    """The user's text and the assistant's reply for one record; MCQ options become lettered lines."""
-    options = record.get("options")
-    if not options:
-        return record["question"], record["answer"]
-    lines = [record["question"], *(f"{LETTERS[i]}. {option}" for i, option in enumerate(options))]
-    lines.append("Answer with the letter of the correct option.")
-    letter = LETTERS[options.index(record["answer"])]
-    return "\n".join(lines), f"{letter}. {record['answer']}"
-
-
-def llava_row(record: dict[str, Any], image: str) -> dict[str, Any]:
-    """One record in the LLaVA conversation format of GAEA-Train."""
-    prompt, answer = prompt_and_answer(record)
+def llava_row(record: QARecord, image: str) -> dict[str, Any]:
+    """One record in the LLaVA conversation format of GAEA-Train (the user turn and target of `render`)."""
+    rendered = render(record)
     return {
-        "id": record["id"],
+        "id": record.id,
         "image": image,
-        "conversations": [{"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": answer}],
+        "conversations": [{"from": "human", "value": f"<image>\n{rendered.prompt}"},
+                          {"from": "gpt", "value": rendered.target}],
     }
 
 
-def messages_row(record: dict[str, Any], image: str) -> dict[str, Any]:
+def messages_row(record: QARecord, image: str) -> dict[str, Any]:
     """One record in the conversational format with images that TRL's SFTTrainer reads."""
-    prompt, answer = prompt_and_answer(record)
+    rendered = render(record)
     return {
         "messages": [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]},
-            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": rendered.prompt}]},
+            {"role": "assistant", "content": [{"type": "text", "text": rendered.target}]},
         ],
         "images": [image],
     }
@@ -74,8 +64,8 @@ def export_dataset(dataset_dir: str | Path, fmt: str, out_file: str | Path) -> i
         return _export_parquet(dataset_dir, out_file)
     make_row = llava_row if fmt == "llava" else messages_row
     base = out_file.parent.resolve()
-    records = dataset_records(dataset_dir)
-    rows = (make_row(record, os.path.relpath(dataset_dir / record["image"], base)) for record in records)
+    records = (QARecord.from_dict(data) for data in dataset_records(dataset_dir))
+    rows = (make_row(record, os.path.relpath(dataset_dir / record.image, base)) for record in records)
     return atomic_write_jsonl(out_file, rows)
 
 

@@ -24,9 +24,9 @@ from data_pipeline.context import PlaceContext, continent_candidates, country_ca
 from data_pipeline.inputs import Photo
 from data_pipeline.labels import distractor_labels, with_article
 from data_pipeline.lookup import BACKGROUND_KEYS, FeatureTable, Nearby
-from gaea.records import stable_id
+from gaea.records import FALSE, QUESTION_TYPES, TRUE, QARecord, stable_id
 
-ALL_TYPES = ("MCQ", "TF", "SVQA", "LVQA", "LOC")
+ALL_TYPES = QUESTION_TYPES
 LVQA_MAX_FEATURES = 4
 CLOSEST_NAMED_POOL = 8
 CLOSEST_NAMED_SCAN = 64
@@ -114,13 +114,13 @@ def generate_records(
     nearby: Sequence[Nearby],
     contexts: Sequence[PlaceContext],
     config: GenerationConfig,
-) -> list[dict[str, Any]]:
-    """QA records (dicts with the fields of `gaea.records.QARecord`) for a batch of photos.
+) -> list[QARecord]:
+    """The QA records of a batch of photos.
 
     `nearby[i]` holds the OSM features around `photos[i]` (see `data_pipeline.lookup`) and
     `contexts[i]` its place context.
     """
-    records: list[dict[str, Any]] = []
+    records: list[QARecord] = []
     radius_text = _radius_text(config.radius_m)
     for photo, around, context in zip(photos, nearby, contexts, strict=True):
         records.extend(records_for_photo(photo, around, context, config, radius_text=radius_text))
@@ -128,11 +128,11 @@ def generate_records(
 
 
 def records_for_photo(photo: Photo, nearby: Nearby, context: PlaceContext, config: GenerationConfig, *,
-                      radius_text: str | None = None) -> list[dict[str, Any]]:
+                      radius_text: str | None = None) -> list[QARecord]:
     """The QA records of one photo, in a fixed type order (`radius_text`: the radius in words, if at hand)."""
     state = _Photo(photo, context, config, _photo_rng(config.seed, photo.photo_id), nearby,
                    _nearest_of_each_label(nearby), radius_text or _radius_text(config.radius_m))
-    records: list[dict[str, Any]] = []
+    records: list[QARecord] = []
     for qtype in config.types:
         if qtype == "TF":
             records.extend(_true_false_pairs(state))
@@ -179,7 +179,7 @@ def _shuffled(rng: random.Random, items: Sequence[Any]) -> list[Any]:
     return [items[i] for i in permutations[rng.randrange(len(permutations))]]
 
 
-def _pick(state: _Photo, templates: Sequence[Callable[[_Photo], dict | None]], count: int) -> list[dict]:
+def _pick(state: _Photo, templates: Sequence[Callable[[_Photo], QARecord | None]], count: int) -> list[QARecord]:
     """Up to `count` records from templates tried in a seeded random order (inapplicable ones skipped)."""
     chosen = []
     order = _shuffled(state.rng, templates)
@@ -192,7 +192,7 @@ def _pick(state: _Photo, templates: Sequence[Callable[[_Photo], dict | None]], c
     return chosen
 
 
-def _true_false_pairs(state: _Photo) -> list[dict]:
+def _true_false_pairs(state: _Photo) -> list[QARecord]:
     pairs = max(1, state.config.per_type // 2)
     trues = _pick(state, _TRUE_STATEMENTS, pairs)
     falses = _pick(state, _FALSE_STATEMENTS, len(trues))
@@ -206,21 +206,10 @@ def _true_false_pairs(state: _Photo) -> list[dict]:
 
 
 def _record(state: _Photo, template: str, qtype: str, question: str, answer: str, evidence: list[dict],
-            options: list[str] | None = None) -> dict[str, Any]:
-    photo, context = state.photo, state.context
-    return {
-        "id": stable_id(photo.image, f"{qtype}:{template}"),
-        "image": photo.image,
-        "question": question,
-        "answer": answer,
-        "question_type": qtype,
-        "lat": photo.lat,
-        "lon": photo.lon,
-        "location": context.location,
-        "options": options,
-        "source": state.config.source,
-        "evidence": evidence,
-    }
+            options: list[str] | None = None) -> QARecord:
+    photo = state.photo
+    return QARecord(stable_id(photo.image, f"{qtype}:{template}"), photo.image, question, answer, qtype, photo.lat,
+                    photo.lon, state.context.location, options, state.config.source, evidence)
 
 
 def _feature_evidence(state: _Photo, item: _Item, keys: Sequence[str]) -> dict[str, Any]:
@@ -276,7 +265,7 @@ def _options(state: _Photo, answer: str, candidates: Sequence[str]) -> list[str]
 # ---------------------------------------------------------------------------------------------- MCQ
 
 
-def _mcq_nearby_category(state: _Photo) -> dict | None:
+def _mcq_nearby_category(state: _Photo) -> QARecord | None:
     candidates = state.notable
     if not candidates:
         return None
@@ -289,7 +278,7 @@ def _mcq_nearby_category(state: _Photo) -> dict | None:
     return _record(state, "nearby_category", "MCQ", question, item.label, evidence, options)
 
 
-def _mcq_feature_kind(state: _Photo) -> dict | None:
+def _mcq_feature_kind(state: _Photo) -> QARecord | None:
     candidates = state.notable_named
     if not candidates:
         return None
@@ -303,7 +292,7 @@ def _mcq_feature_kind(state: _Photo) -> dict | None:
     return _record(state, "feature_kind", "MCQ", question, item.label, evidence, options)
 
 
-def _mcq_closest_named(state: _Photo) -> dict | None:
+def _mcq_closest_named(state: _Photo) -> QARecord | None:
     table, nearby = state.table, state.nearby
     named: list[_Item] = []
     seen: set[str] = set()
@@ -328,7 +317,7 @@ def _mcq_closest_named(state: _Photo) -> dict | None:
     return _record(state, "closest_named", "MCQ", question, chosen[0].name, evidence, options)
 
 
-def _mcq_country(state: _Photo) -> dict | None:
+def _mcq_country(state: _Photo) -> QARecord | None:
     context = state.context
     if not context.country:
         return None
@@ -339,7 +328,7 @@ def _mcq_country(state: _Photo) -> dict | None:
     return _record(state, "country", "MCQ", question, context.country, [context.fact("country")], options)
 
 
-def _mcq_city(state: _Photo) -> dict | None:
+def _mcq_city(state: _Photo) -> QARecord | None:
     context = state.context
     if not context.city:
         return None
@@ -351,7 +340,7 @@ def _mcq_city(state: _Photo) -> dict | None:
     return _record(state, "city", "MCQ", question, context.city, evidence, options)
 
 
-def _mcq_continent(state: _Photo) -> dict | None:
+def _mcq_continent(state: _Photo) -> QARecord | None:
     context = state.context
     if not context.continent:
         return None
@@ -365,12 +354,12 @@ def _mcq_continent(state: _Photo) -> dict | None:
 # ---------------------------------------------------------------------------------------------- TF
 
 
-def _statement(state: _Photo, template: str, text: str, truth: bool, evidence: list[dict]) -> dict:
+def _statement(state: _Photo, template: str, text: str, truth: bool, evidence: list[dict]) -> QARecord:
     question = f"True or false: {text}"
-    return _record(state, template, "TF", question, "True" if truth else "False", evidence)
+    return _record(state, template, "TF", question, TRUE if truth else FALSE, evidence)
 
 
-def _tf_category_present(state: _Photo) -> dict | None:
+def _tf_category_present(state: _Photo) -> QARecord | None:
     candidates = state.notable
     if not candidates:
         return None
@@ -379,7 +368,7 @@ def _tf_category_present(state: _Photo) -> dict | None:
     return _statement(state, "category_present", text, True, [_feature_evidence(state, item, [item.key])])
 
 
-def _tf_category_absent(state: _Photo) -> dict | None:
+def _tf_category_absent(state: _Photo) -> QARecord | None:
     absent = state.absent
     if not absent:
         return None
@@ -388,8 +377,8 @@ def _tf_category_absent(state: _Photo) -> dict | None:
     return _statement(state, "category_absent", text, False, [_absence_evidence(state, key, value)])
 
 
-def _tf_country(truth: bool) -> Callable[[_Photo], dict | None]:
-    def template(state: _Photo) -> dict | None:
+def _tf_country(truth: bool) -> Callable[[_Photo], QARecord | None]:
+    def template(state: _Photo) -> QARecord | None:
         context = state.context
         if not context.country:
             return None
@@ -405,8 +394,8 @@ def _tf_country(truth: bool) -> Callable[[_Photo], dict | None]:
     return template
 
 
-def _tf_hemisphere(truth: bool) -> Callable[[_Photo], dict | None]:
-    def template(state: _Photo) -> dict | None:
+def _tf_hemisphere(truth: bool) -> Callable[[_Photo], QARecord | None]:
+    def template(state: _Photo) -> QARecord | None:
         actual = state.context.north_south
         named = actual if truth else {"Northern": "Southern", "Southern": "Northern"}[actual]
         text = f"this photo was taken in the {named} Hemisphere."
@@ -415,8 +404,8 @@ def _tf_hemisphere(truth: bool) -> Callable[[_Photo], dict | None]:
     return template
 
 
-def _tf_driving_side(truth: bool) -> Callable[[_Photo], dict | None]:
-    def template(state: _Photo) -> dict | None:
+def _tf_driving_side(truth: bool) -> Callable[[_Photo], QARecord | None]:
+    def template(state: _Photo) -> QARecord | None:
         context = state.context
         if context.driving_side not in ("left", "right") or not context.country:
             return None
@@ -428,8 +417,8 @@ def _tf_driving_side(truth: bool) -> Callable[[_Photo], dict | None]:
     return template
 
 
-def _tf_continent(truth: bool) -> Callable[[_Photo], dict | None]:
-    def template(state: _Photo) -> dict | None:
+def _tf_continent(truth: bool) -> Callable[[_Photo], QARecord | None]:
+    def template(state: _Photo) -> QARecord | None:
         context = state.context
         if not context.continent:
             return None
@@ -443,7 +432,7 @@ def _tf_continent(truth: bool) -> Callable[[_Photo], dict | None]:
 # ---------------------------------------------------------------------------------------------- SVQA
 
 
-def _svqa_nearest_name(state: _Photo) -> dict | None:
+def _svqa_nearest_name(state: _Photo) -> QARecord | None:
     # Only categories whose nearest member has a name: "the nearest cafe" must be that cafe.
     candidates = [item for item in state.notable if item.name]
     if not candidates:
@@ -454,7 +443,7 @@ def _svqa_nearest_name(state: _Photo) -> dict | None:
                    [_feature_evidence(state, item, [item.key, "name"])])
 
 
-def _svqa_nearest_distance(state: _Photo) -> dict | None:
+def _svqa_nearest_distance(state: _Photo) -> QARecord | None:
     candidates = state.notable
     if not candidates:
         return None
@@ -464,8 +453,8 @@ def _svqa_nearest_distance(state: _Photo) -> dict | None:
     return _record(state, "nearest_distance", "SVQA", question, answer, [_feature_evidence(state, item, [item.key])])
 
 
-def _svqa_fact(kind: str, question: str, answer_format: str = "{}") -> Callable[[_Photo], dict | None]:
-    def template(state: _Photo) -> dict | None:
+def _svqa_fact(kind: str, question: str, answer_format: str = "{}") -> Callable[[_Photo], QARecord | None]:
+    def template(state: _Photo) -> QARecord | None:
         if not state.context.has(kind):
             return None
         fact = state.context.fact(kind)
@@ -497,7 +486,7 @@ def _feature_phrase(item: _Item) -> str:
     return f"{with_article(item.label)}{named} {_distance_text(item.distance_m)} away"
 
 
-def _lvqa_description(state: _Photo) -> dict | None:
+def _lvqa_description(state: _Photo) -> QARecord | None:
     sentence, evidence = _place_sentence(state.context)
     nearby = state.notable[:LVQA_MAX_FEATURES]
     if nearby:
@@ -513,7 +502,7 @@ def _lvqa_description(state: _Photo) -> dict | None:
     return _record(state, "description", "LVQA", question, sentence, evidence)
 
 
-def _loc_place(state: _Photo) -> dict | None:
+def _loc_place(state: _Photo) -> QARecord | None:
     context = state.context
     if not context.location:
         return None
@@ -523,7 +512,7 @@ def _loc_place(state: _Photo) -> dict | None:
     return _record(state, "place", "LOC", question, answer, [context.fact(kind) for kind in kinds])
 
 
-_TEMPLATES: dict[str, tuple[Callable[[_Photo], dict | None], ...]] = {
+_TEMPLATES: dict[str, tuple[Callable[[_Photo], QARecord | None], ...]] = {
     "MCQ": (_mcq_nearby_category, _mcq_feature_kind, _mcq_closest_named, _mcq_country, _mcq_city, _mcq_continent),
     "SVQA": (
         _svqa_nearest_name,

@@ -98,9 +98,6 @@ class FeatureTable:
     def __len__(self) -> int:
         return len(self.features)
 
-    def label_of(self, row: int) -> str:
-        return self.labels[self.label_id[row]]
-
     def evidence(self, row: int, distance_m: float, keys: Sequence[str]) -> dict[str, Any]:
         """The evidence entry of one feature, with only the tags in `keys`."""
         head = self._evidence_heads.get(row)

@@ -8,15 +8,16 @@ discarded and the template question kept, so a rewrite can never change the fact
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from gaea.credentials import REWRITE_KEY_ENV
 from gaea.errors import BackendError, BackendUnreachableError
 from gaea.models.backends import load_backend
 from gaea.osm import sanitize_text
+from gaea.records import QARecord
 from gaea.types import GenerationParams, Message
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,15 @@ class QuestionRewriter:
         self.threads = threads
         self.params = GenerationParams(max_new_tokens=128, temperature=temperature, seed=seed)
 
-    def __call__(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def __call__(self, records: list[QARecord]) -> list[QARecord]:
         if not records:
             return records
         with ThreadPoolExecutor(self.threads) as pool:
             return list(pool.map(self.rewrite_record, records))
 
-    def rewrite_record(self, record: dict[str, Any]) -> dict[str, Any]:
+    def rewrite_record(self, record: QARecord) -> QARecord:
         """The record with its question paraphrased (or unchanged when the paraphrase is not acceptable)."""
-        question = record["question"]
+        question = record.question
         is_tf = question.startswith(TF_PREFIX)
         core = question[len(TF_PREFIX):] if is_tf else question
         task = "Rewrite this statement, keeping it a statement" if is_tf else "Rewrite this question"
@@ -86,10 +87,10 @@ class QuestionRewriter:
         except BackendUnreachableError:
             raise
         except BackendError as error:
-            log.warning("keeping the template question of %s: %s", record["id"], error)
+            log.warning("keeping the template question of %s: %s", record.id, error)
             return record
         accepted = accept_paraphrase(core, reply)
         if accepted is None:
-            log.debug("paraphrase of %s rejected: %r", record["id"], reply)
+            log.debug("paraphrase of %s rejected: %r", record.id, reply)
             return record
-        return {**record, "question": TF_PREFIX + accepted if is_tf else accepted}
+        return dataclasses.replace(record, question=TF_PREFIX + accepted if is_tf else accepted)

@@ -1,8 +1,8 @@
 """The GAEA-Bench QA task: ask the model each question about its photo, score the answer, aggregate.
 
 `process_results(item, output, scorer)` is the lmms-eval-style per-item function: it turns one model
-answer into one sample (id, type, question, reference, answer, 0-10 score or error, judge replies), the
-payload that `eval.scoring.aggregate` reduces to the reported scores.
+answer into one sample (id, type, question, reference, answer, 0-10 score and GAEA's integer score or an
+error, judge replies), the payload that `eval.scoring.aggregate` reduces to the reported scores.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Any, Protocol
 
 from eval.data import BenchItem
 from eval.judge import Verdict
-from eval.judge_prompts import question_prompt
 from gaea.errors import BackendError, BackendUnreachableError, BadInputError
-from gaea.records import QARecord
+from gaea.records import QARecord, render, target_text
 
 
 class Scorer(Protocol):
@@ -41,13 +40,14 @@ def process_results(item: BenchItem, output: str, scorer: Scorer) -> dict[str, A
 def make_worker(answerer: Answerer, scorer: Scorer) -> Callable[[BenchItem], dict[str, Any]]:
     """The runner's per-item work: ask the question about the item's photo, then score the answer.
 
-    A model or image failure on one item is recorded in its sample as an error; an unreachable model
-    server stops the run, since every further item would fail the same way.
+    The model is asked the prompt of `gaea.records.render`, the user turn it was trained on. A model or
+    image failure on one item is recorded in its sample as an error; an unreachable model server stops the
+    run, since every further item would fail the same way.
     """
 
     def work(item: BenchItem) -> dict[str, Any]:
         try:
-            output = answerer.ask(item.image(), question_prompt(item.record))
+            output = answerer.ask(item.image(), render(item.record).prompt)
         except BackendUnreachableError:
             raise
         except BackendError as error:
@@ -67,9 +67,10 @@ def _sample(item: BenchItem, *, prediction: str, verdict: Verdict, judge: str) -
         "image": record.image,
         "question": record.question,
         "options": record.options,
-        "reference": record.answer,
+        "reference": target_text(record),
         "prediction": prediction,
         "score": verdict.score,
+        "gaea_score": verdict.gaea_score,
         "criteria": verdict.criteria,
         "judge": judge,
         "judge_replies": verdict.replies,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from eval.judge import DEFAULT_ATTEMPTS
+from eval.judge import DEFAULT_ATTEMPTS, GAEA_JUDGE_MODEL, SCORINGS
 from eval.report import SAMPLES_FILE
 from gaea.commands.parsing import CommandParser, add_command, add_commands
 from gaea.credentials import JUDGE_KEY_ENV, key_option_help, redacted
@@ -39,7 +40,9 @@ def configure(parser: CommandParser) -> None:
     bench = add_command(
         commands, "bench", run_bench, help="GAEA-Bench QA: MCQ, TF, SVQA, LVQA scored by an LLM judge or judge-free",
         examples=["gaea eval bench --dataset hf:ucf-crcv/GAEA-Bench --base-url http://127.0.0.1:8000/v1 "
-                  "--judge-base-url https://api.openai.com/v1 --judge-model gpt-4o --out runs/bench"],
+                  "--judge-base-url https://api.openai.com/v1 --judge-model gpt-4o --out runs/bench",
+                  "gaea eval bench --dataset hf:ucf-crcv/GAEA-Bench --base-url http://127.0.0.1:8000/v1 "
+                  "--scoring gaea --judge-base-url https://api.openai.com/v1 --out runs/bench-gaea"],
     )
     bench.add_argument("--dataset", required=True,
                        help="hf:OWNER/NAME[:SPLIT] (default split: test), a qa.jsonl, parquet, a `gaea data build` "
@@ -49,12 +52,18 @@ def configure(parser: CommandParser) -> None:
     bench.add_argument("--out", required=True, type=Path, help="run directory (results.json, samples.jsonl, ...)")
     bench.add_argument("--overwrite", action="store_true", help="delete an earlier run in --out and start afresh")
     bench.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge, e.g. https://api.openai.com/v1")
-    bench.add_argument("--judge-model", help="the judge's model name, e.g. gpt-4o")
+    bench.add_argument("--judge-model",
+                       help=f"the judge's model name, e.g. gpt-4o (with --scoring gaea: {GAEA_JUDGE_MODEL}, GAEA's)")
     bench.add_argument("--judge-api-key", metavar="KEY", help=key_option_help("the judge", JUDGE_KEY_ENV))
     bench.add_argument("--judge-free", action="store_true", help="score without a judge (labelled in every report)")
     bench.add_argument("--judge-max-tokens", type=int, default=256, help="longest judge reply in tokens")
-    bench.add_argument("--judge-attempts", type=int, default=DEFAULT_ATTEMPTS,
-                       help=f"judge calls per answer before an unreadable reply is a judge error ({DEFAULT_ATTEMPTS})")
+    bench.add_argument("--judge-attempts", type=int,
+                       help="judge calls per answer before an unreadable reply is a judge error "
+                            f"({DEFAULT_ATTEMPTS['strict']}; GAEA's scoring asks once)")
+    bench.add_argument("--scoring", choices=SCORINGS, default="strict",
+                       help="strict: our judge instructions, unreadable replies asked again, then counted as errors; "
+                            "gaea: GAEA's judge instructions and published arithmetic (integer item scores, "
+                            "unreadable replies left out). results.json holds both arithmetics either way")
     bench.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
     bench.add_argument("--limit", type=int, help="evaluate only the first N questions")
     bench.add_argument("--types", help="comma-separated question types (default MCQ,TF,SVQA,LVQA)")
@@ -108,7 +117,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from eval.data import load_bench, parse_types
     from eval.report import run_header, write_bench_report
     from eval.runner import run_resumable
-    from eval.scoring import aggregate
+    from eval.scoring import aggregate, gaea_scores
     from gaea.commands.common import backend_from_args, params_from_args
     from gaea.commands.context_args import assistant_from_args
 
@@ -128,7 +137,7 @@ def run_bench(args: argparse.Namespace) -> int:
             desc="GAEA-Bench",
         )
         header = run_header(task="gaea-bench", model=backend.name, judge=scorer.name, config=config)
-        results = header | aggregate(samples)
+        results = header | {"scoring": args.scoring} | aggregate(samples) | {"gaea": gaea_scores(samples)}
         write_bench_report(args.out, results)
     _print_summary(args.out)
     return 0
@@ -224,23 +233,41 @@ def _scorer_from_args(args: argparse.Namespace) -> Any:
     if args.judge_free:
         if args.judge_base_url or args.judge_model:
             raise ConfigError("--judge-free cannot be combined with --judge-base-url / --judge-model")
+        if args.scoring == "gaea":
+            raise ConfigError(f"--scoring gaea scores with GAEA's judge: give --judge-base-url (its model is "
+                              f"{GAEA_JUDGE_MODEL}), not --judge-free")
         from eval.judge_free import JudgeFreeScorer
 
         return JudgeFreeScorer()
+    if args.scoring == "gaea":
+        _check_gaea_judge(args)
     if not (args.judge_base_url and args.judge_model):
         raise ConfigError("choose a judge: --judge-base-url URL --judge-model NAME, or --judge-free")
     from eval.judge import LLMJudge
     from gaea.models.backends import load_backend
     from gaea.types import GenerationParams
 
-    if args.judge_attempts < 1 or args.judge_max_tokens < 1:
+    if (args.judge_attempts is not None and args.judge_attempts < 1) or args.judge_max_tokens < 1:
         raise ConfigError("--judge-attempts and --judge-max-tokens must be at least 1")
     return LLMJudge(
         load_backend("openai", base_url=args.judge_base_url, model=args.judge_model, api_key=args.judge_api_key,
                      key_env=JUDGE_KEY_ENV),
+        scoring=args.scoring,
         attempts=args.judge_attempts,
         params=GenerationParams(max_new_tokens=args.judge_max_tokens, temperature=0.0),
     )
+
+
+def _check_gaea_judge(args: argparse.Namespace) -> None:
+    """GAEA's scoring: its judge model unless another is named (then said aloud), one ask per answer."""
+    if args.judge_attempts not in (None, 1):
+        raise ConfigError("--judge-attempts cannot apply with --scoring gaea: GAEA asks its judge once and leaves "
+                          "an unreadable reply out")
+    if args.judge_model is None:
+        args.judge_model = GAEA_JUDGE_MODEL
+    elif args.judge_model != GAEA_JUDGE_MODEL:
+        print(f"warning: GAEA's published scores were judged by {GAEA_JUDGE_MODEL}; with --judge-model "
+              f"{args.judge_model} they are not directly comparable", file=sys.stderr)
 
 
 def _concurrency_for(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 from eval.data import BENCH_TYPES
 from eval.geo_eval import THRESHOLDS_KM
 from eval.report import RESULTS_FILE
+from eval.scoring import headline_scores
 from gaea.errors import BadInputError
 
 
@@ -46,7 +47,8 @@ def compare_table(run_dirs: list[str | Path]) -> str:
 
 
 def _bench_rows() -> list[tuple[str, Any]]:
-    rows: list[tuple[str, Any]] = [("model", lambda r: r["model"]), ("judge", _judge_label)]
+    rows: list[tuple[str, Any]] = [("model", lambda r: r["model"]), ("judge", _judge_label),
+                                   ("scoring", lambda r: r.get("scoring", "strict"))]
     rows += [(name, _score_getter(name)) for name in (*BENCH_TYPES, "overall")]
     rows += [("unscored items", lambda r: str(sum(r["errors"].values())))]
     return rows
@@ -72,7 +74,7 @@ def _judge_label(results: dict[str, Any]) -> str:
 
 
 def _score_getter(name: str) -> Any:
-    return lambda results: _fmt(results["scores"].get(name))
+    return lambda results: _fmt(headline_scores(results).get(name))
 
 
 def _accuracy_getter(key: str) -> Any:

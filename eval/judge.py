@@ -2,9 +2,18 @@
 
 Scores, as GAEA defines them: MCQ and TF 10 when the answer matches the reference, else 0; SVQA the
 mean of two 0-10 criteria (location prediction; specificity and relevance); LVQA one 0-10 score.
-Replies are parsed strictly: a JSON object with the expected keys, else a reply made of nothing but the
-expected numbers. An unreadable reply is asked again; when every attempt fails the item is recorded as a
-judge error and counted, never given a score.
+
+Two scorings (`SCORINGS`), each with its judge instructions and its way of reading replies:
+
+- ``strict`` (ours): a JSON object with the expected keys, else a reply made of nothing but the expected
+  numbers. An unreadable reply is asked again; when every attempt fails the item is recorded as a judge
+  error and counted, never given a score.
+- ``gaea``: GAEA's own instructions, asked once, and the reply read as GAEA's scoring script reads it:
+  the whole reply an integer (Python's ``int``), for SVQA a dict read by json-repair whose values are each
+  cut to an integer; a reply it cannot read is left out.
+
+Every verdict carries both the 0-10 `score` (SVQA: the mean of its criteria) and `gaea_score`, the integer
+GAEA's arithmetic makes of the same criteria (SVQA: the criteria cut to integers, averaged, cut again).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from eval.judge_prompts import JUDGE_KEYS, JUDGE_SYSTEM, judge_prompt, judge_retry_prompt
+from eval.judge_prompts import JUDGE_KEYS, JUDGE_SYSTEM, gaea_judge_prompt, judge_prompt, judge_retry_prompt
 from gaea.errors import BackendError
 from gaea.jsontext import last_object_with
 from gaea.models.backends import Backend
@@ -24,8 +33,11 @@ from gaea.types import GenerationParams, Message
 
 log = logging.getLogger(__name__)
 
-#: Judge calls per item: the first ask plus re-asks after unreadable replies.
-DEFAULT_ATTEMPTS = 3
+SCORINGS = ("strict", "gaea")
+#: Judge calls per item: the first ask plus re-asks after unreadable replies (GAEA asks once).
+DEFAULT_ATTEMPTS = {"strict": 3, "gaea": 1}
+#: The judge GAEA's published scores were made with.
+GAEA_JUDGE_MODEL = "gpt-4o-mini"
 _NUMBER = r"\d+(?:\.\d+)?"
 #: Words a numbers-only reply may carry around its numbers ("Score: 7/10", "location 8, specificity 6").
 _LABEL_WORDS = {
@@ -40,12 +52,14 @@ class JudgeParseError(ValueError):
 
 @dataclass
 class Verdict:
-    """The judge's decision on one answer: `score` 0-10, or None with `error` saying why."""
+    """The judge's decision on one answer: `score` 0-10 and `gaea_score` (GAEA's integer of the same
+    criteria), or both None with `error` saying why."""
 
     score: float | None
     criteria: dict[str, Any] = field(default_factory=dict)
     replies: list[str] = field(default_factory=list)
     error: str | None = None
+    gaea_score: int | None = None
 
 
 def parse_judge_reply(text: str, question_type: str) -> dict[str, float]:
@@ -73,6 +87,43 @@ def parse_judge_reply(text: str, question_type: str) -> dict[str, float]:
 def score_of(criteria: dict[str, float]) -> float:
     """One 0-10 score from the criteria: their mean (SVQA has two, the others one)."""
     return sum(criteria.values()) / len(criteria)
+
+
+def gaea_score_of(criteria: dict[str, float]) -> int:
+    """GAEA's integer item score from the criteria: each cut to an integer, their sum halved for SVQA's
+    two, the result cut to an integer (8 and 7 -> 7.5 -> 7), as GAEA's calculate_scores.py does."""
+    values = [int(value) for value in criteria.values()]
+    return int(sum(values) / 2) if len(values) == 2 else int(values[0])
+
+
+def read_gaea_reply(text: str, question_type: str) -> dict[str, float]:
+    """The criteria of a reply to GAEA's judge instructions, read as GAEA's scoring script reads it.
+
+    SVQA: json-repair's reading of the reply, which must be a mapping of two values that Python's ``int``
+    accepts ("9.5" as text is refused, 9.5 as a number is cut to 9 by the arithmetic). Other types: the
+    whole reply one integer as Python's ``int`` reads text (space around it allowed, "7.5" or "Score: 7"
+    refused).
+
+    Raises
+    ------
+    JudgeParseError
+        For a reply GAEA's script would leave out.
+    """
+    if question_type == "SVQA":
+        import json_repair
+
+        obj = json_repair.loads(text)
+        if not isinstance(obj, dict) or len(obj) != 2:
+            raise JudgeParseError(f"not a mapping of the two criteria: {_snippet(text)!r}")
+        try:
+            [int(value) for value in obj.values()]
+        except (TypeError, ValueError) as error:
+            raise JudgeParseError(f"a criterion is not a number GAEA reads: {_snippet(text)!r}") from error
+        return {str(key): float(value) for key, value in obj.items()}
+    try:
+        return {"score": float(int(text))}
+    except ValueError as error:
+        raise JudgeParseError(f"not a bare integer: {_snippet(text)!r}") from error
 
 
 def _snippet(text: str, limit: int = 160) -> str:
@@ -132,16 +183,25 @@ class LLMJudge:
     ----------
     backend
         The judge model, e.g. ``load_backend("openai", base_url=..., model="gpt-4o")``.
+    scoring
+        ``strict`` (our instructions and reading) or ``gaea`` (GAEA's), see the module docstring.
     attempts
-        Judge calls per answer before an unreadable reply becomes a judge error.
+        Judge calls per answer before an unreadable reply becomes a judge error (default 3; GAEA's scoring
+        asks once).
     params
         Sampling settings of the judge (greedy by default, so scores are reproducible).
     """
 
-    def __init__(self, backend: Backend, *, attempts: int = DEFAULT_ATTEMPTS, params: GenerationParams | None = None):
-        if attempts < 1:
-            raise ValueError(f"attempts must be at least 1, not {attempts}")
+    def __init__(self, backend: Backend, *, scoring: str = "strict", attempts: int | None = None,
+                 params: GenerationParams | None = None):
+        if scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, not {scoring!r}")
+        attempts = DEFAULT_ATTEMPTS[scoring] if attempts is None else attempts
+        if attempts < 1 or (scoring == "gaea" and attempts != 1):
+            raise ValueError(f"attempts must be at least 1 (exactly 1 for GAEA's scoring, which asks once), "
+                             f"not {attempts}")
         self.backend = backend
+        self.scoring = scoring
         self.attempts = attempts
         self.params = params or GenerationParams(max_new_tokens=256, temperature=0.0)
 
@@ -151,7 +211,12 @@ class LLMJudge:
 
     def judge(self, record: QARecord, candidate: str) -> Verdict:
         """The verdict on `candidate` as an answer to `record`; judge server failures become errors too."""
-        messages = [Message.system(JUDGE_SYSTEM), Message.user(judge_prompt(record, candidate))]
+        if self.scoring == "gaea":
+            messages = [Message.system(gaea_judge_prompt(record, candidate))]
+            read = read_gaea_reply
+        else:
+            messages = [Message.system(JUDGE_SYSTEM), Message.user(judge_prompt(record, candidate))]
+            read = parse_judge_reply
         replies: list[str] = []
         problem = ""
         for _ in range(self.attempts):
@@ -161,11 +226,11 @@ class LLMJudge:
                 return Verdict(None, replies=replies, error=f"judge backend: {error}")
             replies.append(reply)
             try:
-                criteria = parse_judge_reply(reply, record.question_type)
+                criteria = read(reply, record.question_type)
             except JudgeParseError as error:
                 problem = str(error)
                 messages += [Message.assistant(reply), Message.user(judge_retry_prompt(record.question_type, problem))]
                 continue
-            return Verdict(score_of(criteria), criteria=criteria, replies=replies)
+            return Verdict(score_of(criteria), criteria=criteria, replies=replies, gaea_score=gaea_score_of(criteria))
         log.info("judge reply for %s unreadable after %d attempts: %s", record.id, self.attempts, problem)
         return Verdict(None, replies=replies, error=f"judge parse: {problem}")

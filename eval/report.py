@@ -15,6 +15,7 @@ import numpy as np
 
 from eval.data import BENCH_TYPES
 from eval.geo_eval import THRESHOLDS_KM
+from eval.scoring import headline_scores
 from gaea.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 RESULTS_FILE = "results.json"
@@ -72,7 +73,10 @@ def _judge_line(results: dict[str, Any]) -> str:
         return "Scoring: distances and names (no judge)."
     if results["judge_free"]:
         return "Scoring: **judge-free** (option / yes-no matching; embedding similarity for SVQA / LVQA)."
-    return f"Scoring: LLM judge `{results['judge'].removeprefix('llm:')}`."
+    judge = results["judge"].removeprefix("llm:")
+    if results.get("scoring") == "gaea":
+        return f"Scoring: **GAEA's** judge instructions and arithmetic, judge `{judge}`."
+    return f"Scoring: LLM judge `{judge}` (strict: unreadable replies asked again, then counted as errors)."
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -80,16 +84,22 @@ def _number(value: float | None, digits: int = 1) -> str:
 
 
 def bench_markdown(results: dict[str, Any]) -> str:
-    """A Markdown table of a GAEA-Bench run: score, items, scored and errors per type."""
+    """A Markdown table of a GAEA-Bench run: per type the strict score and GAEA's arithmetic, items, scored
+    and errors."""
     lines = [f"# GAEA-Bench: {results['model']}", "", _judge_line(results), ""]
-    lines += ["| type | score (0-100) | items | scored | errors |", "|---|---:|---:|---:|---:|"]
+    lines += ["| type | strict (0-100) | GAEA arithmetic (0-100) | items | scored | errors |",
+              "|---|---:|---:|---:|---:|---:|"]
+    gaea = results["gaea"]
     for name in BENCH_TYPES:
         count = results["counts"][name]
-        score = _number(results["scores"][name])
-        lines.append(f"| {name} | {score} | {count['items']} | {count['scored']} | {count['errors']} |")
-    lines.append(f"| **overall** | **{_number(results['scores']['overall'])}** | | | |")
+        strict, by_gaea = _number(results["scores"][name]), _number(gaea["scores"][name], 2)
+        lines.append(f"| {name} | {strict} | {by_gaea} | {count['items']} | {count['scored']} | {count['errors']} |")
+    overall = f"**{_number(results['scores']['overall'])}** | **{_number(gaea['scores']['overall'], 2)}**"
+    lines.append(f"| **overall** | {overall} | | | |")
     if results["errors"]:
         lines += ["", "Unscored items by cause: " + ", ".join(f"{k} {v}" for k, v in sorted(results["errors"].items()))]
+    lines += ["", "strict: the mean 0-10 item score x 10, unscored items left out and counted; GAEA arithmetic: "
+              "integer item scores (SVQA's two criteria averaged, then cut), means x 10 rounded to 2 decimals."]
     return "\n".join(lines) + "\n"
 
 
@@ -127,13 +137,15 @@ def _scores_figure(results: dict[str, Any]) -> Any:
     from matplotlib import pyplot as plt
 
     names = [*BENCH_TYPES, "overall"]
-    values = [results["scores"][name] or 0.0 for name in names]
+    scores = headline_scores(results)
+    values = [scores[name] or 0.0 for name in names]
     figure, axes = plt.subplots(figsize=(6, 3.5))
     bars = axes.bar(names, values, color=["#4c72b0"] * len(BENCH_TYPES) + ["#dd8452"])
-    axes.bar_label(bars, labels=[_number(results["scores"][name]) for name in names])
+    axes.bar_label(bars, labels=[_number(scores[name]) for name in names])
     axes.set_ylim(0, 105)
     axes.set_ylabel("score (0-100)")
     suffix = " (judge-free)" if results["judge_free"] else ""
+    suffix = " (GAEA's scoring)" if results.get("scoring") == "gaea" else suffix
     axes.set_title(f"GAEA-Bench: {results['model']}{suffix}", fontsize=10)
     figure.tight_layout()
     return figure

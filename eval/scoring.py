@@ -1,9 +1,14 @@
-"""GAEA-Bench score arithmetic: per question type the mean 0-10 item score times 10 (a 0-100 score); overall
-the unweighted mean of the MCQ, TF, SVQA and LVQA scores.
+"""GAEA-Bench score arithmetic, in two modes that every results.json carries side by side.
 
-Items without a score (judge error, model error) are left out of the means and counted apart, so an
-unreadable judge reply never turns into a silent 0 or 10; `scores_errors_as_zero` shows the pessimistic
-reading next to it.
+``strict`` (`aggregate`): per question type the mean 0-10 item score times 10 (a 0-100 score); overall the
+unweighted mean of the MCQ, TF, SVQA and LVQA scores. Items without a score (judge error, model error) are
+left out of the means and counted apart, so an unreadable judge reply never turns into a silent 0 or 10;
+`scores_errors_as_zero` shows the pessimistic reading next to it.
+
+``gaea`` (`gaea_scores`): GAEA's published arithmetic (calculate_scores.py): per item an integer 0-10 (SVQA's
+two criteria cut to integers, averaged, cut again: 7.5 counts 7), unreadable judge replies left out, per
+type the mean times 10 rounded to two decimals, overall the mean of the four rounded type scores, rounded.
+Where GAEA's script would print 0 for a type without any scored item, this gives None: no number is made up.
 """
 
 from __future__ import annotations
@@ -61,6 +66,26 @@ def aggregate(samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "counts": counts,
         "errors": errors,
     }
+
+
+def gaea_scores(samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """GAEA's arithmetic on the samples' integer `gaea_score`s: ``scores`` per type and overall (None when a
+    type has no scored item, and overall unless all four have a score) and ``scored`` items per type."""
+    items: dict[str, list[int]] = {name: [] for name in BENCH_TYPES}
+    for sample in samples:
+        if sample["question_type"] in items and sample.get("gaea_score") is not None:
+            items[sample["question_type"]].append(int(sample["gaea_score"]))
+    scores: dict[str, float | None] = {
+        name: round(sum(values) / len(values) * 10, 2) if values else None for name, values in items.items()
+    }
+    present = [scores[name] for name in BENCH_TYPES if scores[name] is not None]
+    scores["overall"] = round(sum(present) / len(BENCH_TYPES), 2) if len(present) == len(BENCH_TYPES) else None
+    return {"scores": scores, "scored": {name: len(values) for name, values in items.items()}}
+
+
+def headline_scores(results: dict[str, Any]) -> dict[str, float | None]:
+    """The scores a run reports first: GAEA's arithmetic for a `--scoring gaea` run, else the strict ones."""
+    return results["gaea"]["scores"] if results.get("scoring") == "gaea" else results["scores"]
 
 
 def _scores_of(item_scores: dict[str, list[float]]) -> dict[str, float | None]:

@@ -20,19 +20,10 @@ from gaea.errors import ConfigError
 from gaea.extras import require
 from gaea.models.hub import prepare_hub_model
 
-# GAEA's instruction prefixes per question type; the answer format each type expects.
-DEFAULT_INSTRUCTION_PREFIXES: dict[str, str] = {
-    "MCQ": "Answer with the option's letter from the given choices directly.",
-    "TF": "Answer with True or False.",
-    "SVQA": "Answer the question using a single word or phrase.",
-    "LVQA": "Answer the question in detail.",
-    "LOC": "Identify where this photo was taken.",
-}
-
 
 def _field(default: Any, help_: str, group: str, **kwargs: Any) -> Any:
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help_, "group": group})
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help_, "group": group})
     return field(default=default, metadata={"help": help_, "group": group}, **kwargs)
 
 
@@ -79,9 +70,6 @@ class FinetuneConfig:
         1024, "most text tokens per sample (image tokens, bounded by max_pixels, not counted); cut at the end", "data"
     )
     system_prompt: str | None = _field(None, "system prompt of every sample (default: the chat template's)", "data")
-    instruction_prefixes: dict[str, str] = _field(
-        DEFAULT_INSTRUCTION_PREFIXES, "instruction added before the question, per question type (gaea records)", "data"
-    )
     # training
     output_dir: str = _field("runs/finetune", "where checkpoints, logs and the final adapter go", "training")
     num_train_epochs: float = _field(1.0, "passes over the data", "training")
@@ -213,11 +201,6 @@ def _convert(base: Any, value: Any) -> Any:
         if not isinstance(items, list):
             raise TypeError("expected a list")
         return [str(item).strip() for item in items if str(item).strip()]
-    if origin is dict:
-        mapping = yaml.safe_load(value) if isinstance(value, str) else value
-        if not isinstance(mapping, dict):
-            raise TypeError("expected a mapping")
-        return {str(key): str(val) for key, val in mapping.items()}
     if base is bool:
         if isinstance(value, bool):
             return value

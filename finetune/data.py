@@ -3,8 +3,8 @@
 Each row is read in the layout it has:
 
 - ``gaea``: a QA record (`gaea.records.QARecord`, as `gaea data build` writes them in ``qa.jsonl`` and its
-  ``hf/`` copy); it becomes one user turn (image + instruction prefix + question) and one assistant turn
-  (the answer).
+  ``hf/`` copy); it becomes one user turn (image + the prompt of `gaea.records.render`: question, lettered
+  options, instruction) and one assistant turn (its target).
 - ``llava``: ``{"image": ..., "conversations": [{"from", "value"}]}`` with ``<image>`` placeholders
   (LLaVA and GAEA-Train layout), in a JSON list, a JSONL file or a dataset with an image column.
 - ``messages``: ``{"messages": [{"role", "content"}], "images": [...]}`` (content a string with
@@ -28,13 +28,12 @@ from torch.utils.data import Dataset
 
 from gaea.errors import BadInputError
 from gaea.images import load_image
-from gaea.records import QARecord
+from gaea.records import QARecord, render
 from gaea.sources import ImageRef, Row, Skipped, open_source
 
 log = logging.getLogger(__name__)
 
 IMAGE_PLACEHOLDER = "<image>"
-LETTERS = "ABCDEFGHIJ"
 LAYOUTS = ("auto", "gaea", "llava", "messages")
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
@@ -84,7 +83,6 @@ def load_samples(
     *,
     data_format: str = "auto",
     image_root: str | Path | None = None,
-    instruction_prefixes: dict[str, str] | None = None,
     system_prompt: str | None = None,
     max_samples: int | None = None,
 ) -> SampleDataset:
@@ -102,14 +100,13 @@ def load_samples(
         raise BadInputError(f"data_format {data_format!r}: choose one of {', '.join(LAYOUTS)}")
     opened = open_source(source)
     root = Path(image_root) if image_root else opened.base
-    prefixes = instruction_prefixes or {}
     samples: list[Sample] = []
     left_out: list[str] = []
     for index, row in enumerate(opened.rows()):
         if max_samples is not None and len(samples) >= max_samples:
             break
         try:
-            samples.append(_sample_of(row, index, root, data_format, prefixes, system_prompt))
+            samples.append(_sample_of(row, index, root, data_format, system_prompt))
         except BadInputError as error:
             left_out.append(str(error))
             log.warning("left out %s", error)
@@ -121,7 +118,7 @@ def load_samples(
     return SampleDataset(samples)
 
 
-def _sample_of(row: Row | Skipped, index: int, root: Path | None, data_format: str, prefixes: dict[str, str],
+def _sample_of(row: Row | Skipped, index: int, root: Path | None, data_format: str,
                system_prompt: str | None) -> Sample:
     """The sample of one row; a BadInputError says where the row is and what is wrong with it."""
     if isinstance(row, Skipped):
@@ -133,7 +130,7 @@ def _sample_of(row: Row | Skipped, index: int, root: Path | None, data_format: s
             raise BadInputError(wanted if data_format == "auto" else f"{wanted}, not {data_format}")
         if layout == "gaea":
             record = QARecord.from_dict({**row.fields, "image": row.photo})
-            sample = record_sample(record, _record_image(row, root), prefixes, system_prompt)
+            sample = record_sample(record, _record_image(row, root), system_prompt)
         else:
             sample = _conversation_sample(row, index, layout, root, system_prompt)
         _check_files(sample)
@@ -156,23 +153,14 @@ def _check_files(sample: Sample) -> None:
         raise BadInputError(f"image file {missing[0]} not found")
 
 
-def record_sample(
-    record: QARecord, image: str | Image.Image | None, prefixes: dict[str, str], system_prompt: str | None
-) -> Sample:
-    """A one-question conversation from a QA record: image, instruction prefix, question and options.
-
-    MCQ options become lettered lines and the answer "B. <option>", as `gaea data export` writes them.
-    """
-    question, answer = record.question, record.answer
-    if record.options and answer in record.options:
-        question = "\n".join([question, *(f"{LETTERS[i]}. {option}" for i, option in enumerate(record.options))])
-        answer = f"{LETTERS[record.options.index(answer)]}. {answer}"
-    prefix = prefixes.get(record.question_type, "")
-    text = f"{prefix}\n{question}" if prefix else question
-    user: list[dict[str, Any]] = ([{"type": "image"}] if image else []) + [{"type": "text", "text": text}]
+def record_sample(record: QARecord, image: SampleImage | None, system_prompt: str | None) -> Sample:
+    """A one-question conversation from a QA record: the image and the user turn and target of
+    `gaea.records.render`, the same text `gaea data export` writes and `gaea eval bench` asks."""
+    rendered = render(record)
+    user: list[dict[str, Any]] = ([{"type": "image"}] if image else []) + [{"type": "text", "text": rendered.prompt}]
     messages = _with_system(system_prompt) + [
         {"role": "user", "content": user},
-        {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+        {"role": "assistant", "content": [{"type": "text", "text": rendered.target}]},
     ]
     return Sample(record.id, messages, [image] if image else [])
 

@@ -31,7 +31,6 @@ def _part_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
 
 VISION_RE = _part_pattern(VISION_NAMES)
 MERGER_RE = _part_pattern(MERGER_NAMES)
-OUTPUT_RE = _part_pattern(OUTPUT_NAMES)
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
 

@@ -136,7 +136,6 @@ def build_datasets(config: FinetuneConfig) -> tuple[Any, Any]:
     options = {
         "data_format": config.data_format,
         "image_root": config.image_root,
-        "instruction_prefixes": config.instruction_prefixes,
         "system_prompt": config.system_prompt,
         "max_samples": config.max_samples,
     }

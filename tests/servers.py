@@ -6,7 +6,8 @@
   reply (status, headers, body, or a body streamed chunk by chunk), for exercising how clients handle
   garbage, errors, retries, endless and broken streams.
 - `recording_openai_server(answer)`: an OpenAI-compatible server (`/v1/models`, streamed
-  `/v1/chat/completions`) that answers `answer` to everything and records which credentials arrived.
+  `/v1/chat/completions`) that answers `answer` (or what `answer(request_body)` says) and records each
+  request: path, credentials and body.
 """
 
 from __future__ import annotations
@@ -119,37 +120,42 @@ def _chunk(text: str, finish_reason: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request to a recording server: method, path with its query string, and the Authorization sent."""
+    """One request to a recording server: method, path with its query string, the Authorization sent, and
+    the JSON body."""
 
     method: str
     path: str
     authorization: str | None
+    body: dict = field(default_factory=dict)
 
 
 @contextlib.contextmanager
-def recording_openai_server(answer: str = "Arezzo, Italy", *, model: str = "stub") -> Iterator[tuple[str, list]]:
+def recording_openai_server(answer: str | Callable[[dict], str] = "Arezzo, Italy", *,
+                            model: str = "stub") -> Iterator[tuple[str, list]]:
     """An OpenAI-compatible server on 127.0.0.1 that serves `model` and answers `answer` to every chat
-    completion (streamed word by word, with finish_reason and [DONE]); yields ``(base_url, requests)``, the
-    list of RecordedRequest filling as requests arrive."""
+    completion, or ``answer(body)`` when it is a function of the request's JSON body (streamed word by word,
+    with finish_reason and [DONE]); yields ``(base_url, requests)``, the list of RecordedRequest filling as
+    requests arrive."""
     requests: list[RecordedRequest] = []
     lock = threading.Lock()
-    words = [word + " " for word in answer.split(" ")]
-    words[-1] = words[-1].rstrip()
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             asked = json.loads(self.rfile.read(length) or b"{}")
             with lock:
-                requests.append(RecordedRequest(self.command, self.path, self.headers.get("Authorization")))
+                requests.append(RecordedRequest(self.command, self.path, self.headers.get("Authorization"), asked))
             route = self.path.split("?")[0]
+            text = answer(asked) if callable(answer) and route == "/v1/chat/completions" else answer
             if self.command == "GET" and route == "/v1/models":
                 self._send(200, "application/json", json.dumps({"object": "list", "data": [{"id": model}]}))
             elif self.command == "POST" and route == "/v1/chat/completions" and asked.get("stream"):
+                words = [word + " " for word in str(text).split(" ")]
+                words[-1] = words[-1].rstrip()
                 events = [_chunk(word) for word in words] + [_chunk("", "stop"), "[DONE]"]
                 self._send(200, "text/event-stream", sse(*events))
             elif self.command == "POST" and route == "/v1/chat/completions":
-                message = {"role": "assistant", "content": answer}
+                message = {"role": "assistant", "content": text}
                 self._send(200, "application/json", json.dumps({"choices": [{"index": 0, "message": message}]}))
             else:
                 self._send(404, "application/json", json.dumps({"error": {"message": f"no route {self.path}"}}))

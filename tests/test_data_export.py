@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -13,11 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from test_data_pipeline import build, photo_folder, points_inside
 
-from data_pipeline.export import export_dataset, prompt_and_answer
+from data_pipeline.export import export_dataset
 from data_pipeline.rewrite import QuestionRewriter, accept_paraphrase
 from gaea.cli import main
 from gaea.errors import BackendUnreachableError, BadInputError
 from gaea.io import read_jsonl
+from gaea.records import QARecord
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +42,10 @@ def test_llava_export_matches_gaea_train(dataset: Path, tmp_path: Path) -> None:
         assert human["from"] == "human" and human["value"].startswith("<image>\n" + record["question"])
         assert gpt["from"] == "gpt" and gpt["value"].endswith(record["answer"])
         assert (out.parent / row["image"]).resolve() == (dataset / record["image"]).resolve()
-    mcq = next(r for r in records if r["options"])
-    prompt, answer = prompt_and_answer(mcq)
+    mcq_row, mcq = next((row, r) for row, r in zip(rows, records, strict=True) if r["options"])
     letter = "ABCD"[mcq["options"].index(mcq["answer"])]
-    assert f"\n{letter}. {mcq['answer']}" in prompt and answer == f"{letter}. {mcq['answer']}"
+    prompt, answer = (turn["value"] for turn in mcq_row["conversations"])
+    assert f"\n{letter}. {mcq['answer']}\n" in prompt and answer == f"{letter}. {mcq['answer']}"
 
 
 def test_messages_export_is_trl_conversational(dataset: Path, tmp_path: Path) -> None:
@@ -156,7 +158,7 @@ def test_an_unreachable_rewrite_server_stops_the_build_with_a_clear_error(monkey
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     rewriter = QuestionRewriter(base_url=f"http://127.0.0.1:{port}/v1", model="m")
-    record = {"id": "r1", "question": "In which country was this photo taken?"}
+    record = QARecord("r1", "a.jpg", "In which country was this photo taken?", "Italy", "SVQA")
     with pytest.raises(BackendUnreachableError):
         rewriter([record])
 
@@ -164,14 +166,14 @@ def test_an_unreachable_rewrite_server_stops_the_build_with_a_clear_error(monkey
 def test_rewrite_through_a_real_transformers_serve(dataset: Path, tiny_vlm: Path) -> None:
     from tests.servers import transformers_serve
 
-    records = list(read_jsonl(dataset / "qa.jsonl"))[:3]
+    records = [QARecord.from_dict(row) for row in list(read_jsonl(dataset / "qa.jsonl"))[:3]]
     with transformers_serve(tiny_vlm) as base_url:
         rewriter = QuestionRewriter(base_url=base_url, model=str(tiny_vlm), threads=2)
         rewriter.params.max_new_tokens = 24
         rewritten = rewriter(records)
     assert len(rewritten) == len(records)
     for before, after in zip(records, rewritten, strict=True):
-        assert {**after, "question": before["question"]} == before
+        assert replace(after, question=before.question) == before
         # A random tiny model rarely keeps every fact; whatever it says, a kept paraphrase keeps them.
-        if after["question"] != before["question"]:
-            assert accept_paraphrase(before["question"], after["question"]) is not None
+        if after.question != before.question:
+            assert accept_paraphrase(before.question, after.question) is not None

@@ -12,7 +12,7 @@ from PIL import Image
 from eval.data import BENCH_TYPES, load_bench, parse_types
 from eval.runner import finished_samples, run_resumable
 from gaea.errors import BadInputError
-from gaea.records import QARecord, stable_id
+from gaea.records import QARecord, content_id
 
 
 def _write_qa(directory, records):
@@ -40,7 +40,9 @@ def test_qa_directory_gives_unique_stable_ids_and_image_paths(tmp_path, photos_d
     assert [item.question_type for item in items] == ["SVQA", "TF", "MCQ", "LVQA"]  # LOC is for `gaea eval geo`
     ids = [item.id for item in items]
     assert len(set(ids)) == 4  # two questions about one photo stay two items
-    assert ids[0] == stable_id("DSCN0010.jpg", "Which city is this?") and ids[3] == "own-id"
+    assert ids[0] == content_id("SVQA", "Which city is this?", "Arezzo", "DSCN0010.jpg") and ids[3] == "own-id"
+    assert items[1].record.answer == "True"  # a TF answered "Yes" reads as GAEA-Bench writes it
+    assert items[2].record.answer == "cathedral"  # an MCQ answered by its letter holds the option's text
     assert items[0].image() == directory / "DSCN0010.jpg"
     assert load_bench(directory / "qa.jsonl", types=("MCQ",))[0].record.options[1] == "cathedral"
     assert [item.id for item in load_bench(directory, limit=2)] == ids[:2]
@@ -73,7 +75,7 @@ def test_parquet_with_embedded_pictures(tmp_path, photos_dir):
     datasets.Dataset.from_dict(table, features=features).to_parquet(str(tmp_path / "bench.parquet"))
     items = load_bench(tmp_path / "bench.parquet", types=("TF", "SVQA"))
     assert [item.question_type for item in items] == ["SVQA", "TF"]
-    assert items[0].id == stable_id("DSCN0010.jpg", "Which city is this?")
+    assert items[0].id == content_id("SVQA", "Which city is this?", "Arezzo", "DSCN0010.jpg")
     picture = items[0].image()
     assert isinstance(picture, Image.Image) and picture.size == Image.open(photos_dir / "DSCN0010.jpg").size
 

@@ -52,11 +52,10 @@ def test_overrides_win_over_the_recipe_and_strings_are_typed():
     config = load_config(
         RECIPES / "gaea-qwen2.5-vl-7b.yaml",
         {"learning_rate": "2e-4", "lora_r": "8", "train_merger": "false", "report_to": "tensorboard,wandb",
-         "max_pixels": "none", "instruction_prefixes": "{LOC: 'Where?'}"},
+         "max_pixels": "none"},
     )
     assert config.learning_rate == 2e-4 and config.lora_r == 8 and config.train_merger is False
     assert config.report_to == ["tensorboard", "wandb"] and config.max_pixels is None
-    assert config.instruction_prefixes == {"LOC": "Where?"}
 
 
 def test_unknown_keys_are_rejected_by_name(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from finetune.data import load_samples, split_train_eval
 from gaea.errors import BadInputError
-from gaea.records import QARecord
+from gaea.records import INSTRUCTIONS, QARecord
 from gaea.sources import ImageRef
 
 PHOTOS = ["DSCN0010.jpg", "DSCN0021.jpg", "Kodak_CX7530.jpg"]
@@ -44,23 +44,23 @@ def _answer(sample) -> str:
     return sample.messages[-1]["content"][0]["text"]
 
 
-def test_build_folder_gives_one_conversation_per_record_with_prefixes(dataset_dir):
-    samples = load_samples(dataset_dir, instruction_prefixes={"LOC": "Locate it.", "MCQ": "Pick a letter."})
+def test_build_folder_gives_one_conversation_per_record_as_rendered(dataset_dir):
+    samples = load_samples(dataset_dir)
     assert len(samples) == 4
     first = samples[0]
     assert [m["role"] for m in first.messages] == ["user", "assistant"]
     assert first.messages[0]["content"][0] == {"type": "image"}
-    assert _user_text(first) == "Locate it.\nWhere was this photo taken?"
+    assert _user_text(first) == f"Where was this photo taken?\n{INSTRUCTIONS['LOC']}"
     assert Path(first.images[0]) == dataset_dir / "images" / PHOTOS[0] and Path(first.images[0]).is_file()
     mcq = samples[3]
-    assert _user_text(mcq) == "Pick a letter.\nWhich is closest?\nA. school\nB. cafe\nC. museum"
+    assert _user_text(mcq) == f"Which is closest?\nA. school\nB. cafe\nC. museum\n{INSTRUCTIONS['MCQ']}"
     assert _answer(mcq) == "B. cafe"
 
 
-def test_system_prompt_and_no_prefix(dataset_dir):
-    sample = load_samples(dataset_dir, instruction_prefixes={}, system_prompt="You are GAEA.")[0]
+def test_system_prompt(dataset_dir):
+    sample = load_samples(dataset_dir, system_prompt="You are GAEA.")[0]
     assert sample.messages[0] == {"role": "system", "content": [{"type": "text", "text": "You are GAEA."}]}
-    assert _user_text(sample) == "Where was this photo taken?"
+    assert _user_text(sample).startswith("Where was this photo taken?\n")
 
 
 @pytest.mark.parametrize("fmt", ["llava", "messages"])
@@ -104,10 +104,10 @@ def test_hf_copy_saved_by_the_build_loads_as_records(dataset_dir, tmp_path):
     from data_pipeline.export import save_hf_dataset
 
     saved = save_hf_dataset(dataset_dir, tmp_path / "hf")
-    samples = load_samples(saved, instruction_prefixes={"MCQ": "Pick."})
+    samples = load_samples(saved)
     # hf/ keeps each photo once with its records: the MCQ about the first photo comes second.
     assert len(samples) == 4 and samples[1].id == "mcq-1" and _answer(samples[1]) == "B. cafe"
-    assert _user_text(samples[1]).startswith("Pick.\nWhich is closest?")
+    assert _user_text(samples[1]) == _user_text(load_samples(dataset_dir)[3])
     assert samples[0].images[0] == samples[1].images[0]
     assert isinstance(samples[0].images[0], ImageRef) and samples[0].images[0].load(name="x").width > 0
 
