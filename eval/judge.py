@@ -112,6 +112,8 @@ def read_gaea_reply(text: str, question_type: str) -> dict[str, float]:
     if question_type == "SVQA":
         import json_repair
 
+        # The whole reply through json-repair, as GAEA's script reads it (not gaea.jsontext's search for
+        # objects in prose): what it reads and what it leaves out must be GAEA's.
         obj = json_repair.loads(text)
         if not isinstance(obj, dict) or len(obj) != 2:
             raise JudgeParseError(f"not a mapping of the two criteria: {_snippet(text)!r}")
