@@ -30,6 +30,7 @@ from gaea.credentials import (
 from gaea.errors import ConfigError
 from gaea.models.backends.openai_compat import OpenAIBackend
 from gaea.osm import OverpassSource
+from gaea.records import QARecord
 from gaea.types import Message
 from tests.servers import recording_openai_server
 
@@ -286,7 +287,7 @@ def test_the_rewriter_has_a_key_of_its_own(keyless_env) -> None:
 
     keyless_env.setenv(MODEL_KEY_ENV, "model-key-1111")
     keyless_env.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    record = {"id": "x", "question": "Is this photo from Italy?"}
+    record = QARecord("x", "a.jpg", "Is this photo from Italy?", "True", "TF")
     with recording_openai_server("Was this photo taken in Italy?") as (base_url, requests):
         QuestionRewriter(base_url, "stub").rewrite_record(record)
         keyless_env.setenv(REWRITE_KEY_ENV, "rw-variable")
