@@ -2,8 +2,10 @@
 ``hf:ucf-crcv/GAEA-Bench``, a local parquet / JSONL file, a `datasets.save_to_disk` directory, or any
 directory made by `gaea data build` (a `qa.jsonl`).
 
-Every item gets a stable unique id: its own `id`, else `gaea.records.stable_id(image, question)`, so that
-two questions about the same photo stay two items (the upstream scripts keyed on the image file name).
+Every item gets a unique id that is the same on every machine: its own `id`, else `gaea.records.content_id`
+(a hash of its type, question, answer and image file name), so that two questions about the same photo stay
+two items (the upstream scripts keyed on the image file name). Rows are read by `gaea.records.QARecord.from_dict`,
+which reads GAEA-Bench's published layout (options inside the question, lettered answers, yes / no).
 """
 
 from __future__ import annotations
