@@ -68,7 +68,7 @@ def build_dataset(root: Path) -> Path:
     manifest.write_text("path,lat,lon\n" + "".join(
         f"{SHARED / 'photos' / name},{lat},{lon}\n" for name, (lat, lon) in OAKLAND.items()))
     out = root / "dataset"
-    code = gaea_main(["data", "build", "--photos", str(manifest), "--out", str(out), "--osm-file",
+    code = gaea_main(["data", "build", "--images", str(manifest), "--out", str(out), "--osm-file",
                       str(SHARED / "osm" / "west-oakland.osm.bz2"), "--workers", "1", "--no-hf", "--quiet"])
     if code != 0:
         raise SystemExit("gaea data build failed")

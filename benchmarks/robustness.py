@@ -130,7 +130,7 @@ def _osm() -> str:
 
 #: How each command runs on a spec, writing to `out`.
 COMMANDS: dict[str, Callable[[str, Path, Scene], list[str]]] = {
-    "data build": lambda spec, out, scene: ["data", "build", "--photos", spec, "--out", str(out), "--osm-file",
+    "data build": lambda spec, out, scene: ["data", "build", "--images", spec, "--out", str(out), "--osm-file",
                                             _osm(), "--workers", "1", "--no-hf", "--quiet"],
     "gallery build": lambda spec, out, scene: ["gallery", "build", "--images", spec, "--out", str(out),
                                                "--encoder", str(scene.encoder), "--device", "cpu"],

@@ -87,7 +87,7 @@ class BuildConfig:
             raise ConfigError("--rewrite-base-url and --rewrite-model go together")
         if self.overpass and self.workers > 1:
             # Parallel workers would each keep their own pace and break Overpass's polite rate limit.
-            log.info("Overpass lookups run in one process (--workers %d ignored)", self.workers)
+            log.warning("Overpass lookups run in one process (workers=%d ignored)", self.workers)
             self.workers = 1
 
     def fingerprint(self) -> dict[str, Any]:

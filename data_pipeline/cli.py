@@ -8,11 +8,13 @@ import os
 
 from data_pipeline.generators import ALL_TYPES
 from gaea.commands.context_args import add_map_arguments, check_map_arguments
-from gaea.commands.parsing import CommandParser, add_command, add_commands
+from gaea.commands.parsing import CommandParser, add_command, add_commands, warn
 from gaea.credentials import REWRITE_KEY_ENV, key_option_help
-from gaea.errors import BadInputError
+from gaea.errors import BadInputError, ConfigError
 from gaea.io import readable_name
 from gaea.sources import SPEC_HELP
+
+DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def configure(parser: CommandParser) -> None:
@@ -20,8 +22,10 @@ def configure(parser: CommandParser) -> None:
     _configure_build(commands)
     export = add_command(commands, "export", _run_export, help="export a built dataset for training",
                          examples=["gaea data export --in data/city --format llava --out train.jsonl"])
-    export.add_argument("--in", dest="input", required=True, help="a directory made by `gaea data build`")
-    export.add_argument("--format", required=True, choices=("llava", "messages", "parquet"))
+    export.add_argument("--in", dest="input", metavar="DIR", required=True,
+                        help="a directory made by `gaea data build`")
+    export.add_argument("--format", required=True, choices=("llava", "messages", "parquet"),
+                        help="llava: GAEA-Train conversations; messages: TRL chat messages; parquet: with the images")
     export.add_argument("--out", required=True, help="the file to write (.jsonl for llava/messages)")
     stats = add_command(commands, "stats", _run_stats, help="counts of a built dataset",
                         examples=["gaea data stats data/city"])
@@ -32,9 +36,9 @@ def configure(parser: CommandParser) -> None:
 def _configure_build(commands: argparse._SubParsersAction) -> None:
     build = add_command(
         commands, "build", _run_build, help="build a QA dataset from geotagged photos and OpenStreetMap",
-        examples=["gaea data build --photos photos/ --out data/city --osm-file city.osm.pbf --workers 2"],
+        examples=["gaea data build --images photos/ --out data/city --osm-file city.osm.pbf --workers 2"],
     )
-    build.add_argument("--photos", required=True, help=SPEC_HELP)
+    build.add_argument("--images", required=True, help=SPEC_HELP)
     build.add_argument("--out", required=True, help="the dataset directory (a rerun resumes it)")
     add_map_arguments(build, required=True)
     build.add_argument("--overpass-cache-dir", help="where Overpass responses are cached")
@@ -43,14 +47,16 @@ def _configure_build(commands: argparse._SubParsersAction) -> None:
                        help="comma-separated question types: mcq,tf,svqa,lvqa,loc")
     build.add_argument("--seed", type=int, default=0, help="seed of the template choices")
     build.add_argument("--per-type", type=int, default=2, help="records per type and photo (TF: pairs = n // 2)")
-    build.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
-                       help="worker processes for the CPU stages")
+    build.add_argument("--workers", type=int,
+                       help="worker processes for the CPU stages (default: one per CPU core, at most 4; "
+                            "1 with --overpass)")
     build.add_argument("--chunk-size", type=int, default=64, help="photos per chunk (the unit of resuming)")
     build.add_argument("--rewrite-base-url", help="OpenAI-compatible server that paraphrases questions")
     build.add_argument("--rewrite-model", help="model name on that server")
     build.add_argument("--rewrite-api-key", metavar="KEY", help=key_option_help("that server", REWRITE_KEY_ENV))
     build.add_argument("--overwrite", action="store_true", help="delete an earlier build in --out and start afresh")
     build.add_argument("--no-hf", action="store_true", help="skip the Hugging Face copy in OUT/hf")
+    build.alias("--photos", "--images")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -58,11 +64,19 @@ def _run_build(args: argparse.Namespace) -> int:
     from data_pipeline.build import BuildConfig, build_dataset
 
     check_map_arguments(args)
+    if args.overpass_cache_dir and not args.overpass:
+        raise ConfigError("--overpass-cache-dir applies with --overpass")
+    workers = args.workers or DEFAULT_WORKERS
+    if args.overpass:
+        if args.workers and args.workers > 1:
+            # Parallel workers would each keep their own pace and break Overpass's polite rate limit.
+            warn(args, f"--workers {args.workers} ignored: Overpass lookups run in one process")
+        workers = 1
     config = BuildConfig(
-        photos=args.photos, out=args.out, osm_file=str(args.osm_file) if args.osm_file else None,
+        photos=args.images, out=args.out, osm_file=str(args.osm_file) if args.osm_file else None,
         overpass=args.overpass, overpass_url=args.overpass_url, overpass_cache_dir=args.overpass_cache_dir,
         radius_m=args.radius_m, types=tuple(t.strip() for t in args.types.split(",") if t.strip()),
-        seed=args.seed, per_type=args.per_type, workers=args.workers, chunk_size=args.chunk_size,
+        seed=args.seed, per_type=args.per_type, workers=workers, chunk_size=args.chunk_size,
         rewrite_base_url=args.rewrite_base_url, rewrite_model=args.rewrite_model,
         rewrite_api_key=args.rewrite_api_key, hf_dataset=not args.no_hf, progress=not args.quiet,
     )
@@ -70,7 +84,7 @@ def _run_build(args: argparse.Namespace) -> int:
     print("\n".join(summary.lines()))
     if not summary.photos_used:
         reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.skipped.items())) or "no photos"
-        raise BadInputError(f"{readable_name(args.photos)}: no usable photo ({reasons}); the reasons are in "
+        raise BadInputError(f"{readable_name(args.images)}: no usable photo ({reasons}); the reasons are in "
                             f"{os.path.join(args.out, 'skipped.jsonl')}")
     return 0
 

@@ -17,9 +17,17 @@ from typing import Any
 
 from eval.judge import DEFAULT_ATTEMPTS, GAEA_JUDGE_MODEL, SCORINGS
 from eval.report import SAMPLES_FILE
-from gaea.commands.parsing import CommandParser, add_command, add_commands
+from gaea.commands.parsing import (
+    CommandParser,
+    add_command,
+    add_commands,
+    given,
+    given_in,
+    refuse_inapplicable,
+    warn,
+)
 from gaea.credentials import JUDGE_KEY_ENV, key_option_help, redacted
-from gaea.errors import ConfigError
+from gaea.errors import BadInputError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +91,7 @@ def configure(parser: CommandParser) -> None:
                         help="CSV with id and lat / lon, city / country, or a `prediction` text column")
     source.add_argument("--images", type=Path, help="directory of the photos to locate with a model")
     add_backend_arguments(geo)
-    add_context_arguments(geo)
+    add_context_arguments(geo, map_data=False)
     geo.add_argument("--out", required=True, type=Path, help="run directory")
     geo.add_argument("--overwrite", action="store_true", help="delete an earlier run in --out and start afresh")
     geo.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
@@ -125,6 +133,7 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be at least 1, not {args.limit}")
     params_from_args(args)  # checks the generation options before anything slow starts
     scorer = _scorer_from_args(args)
+    concurrency = _concurrency_for(args)
     items = load_bench(args.dataset, types=parse_types(args.types), limit=args.limit)
     config = _config_of(args, task="gaea-bench")
     with _hold_run_dir(args, config):
@@ -133,7 +142,7 @@ def run_bench(args: argparse.Namespace) -> int:
             items,
             make_worker(assistant_from_args(args, backend), scorer),
             samples_path=args.out / SAMPLES_FILE,
-            concurrency=_concurrency_for(args),
+            concurrency=concurrency,
             desc="GAEA-Bench",
         )
         header = run_header(task="gaea-bench", model=backend.name, judge=scorer.name, config=config)
@@ -149,15 +158,22 @@ def run_geo(args: argparse.Namespace) -> int:
     from eval.geo_eval import evaluate, read_predictions, read_truth
     from eval.report import run_header, write_geo_report
 
+    if args.predictions is not None:
+        _refuse_model_options(args)
+    else:
+        # Its warning comes before anything slow; a judge of the names uses --concurrency too.
+        concurrency = _concurrency_for(args, judged=bool(args.judge_base_url))
     truths = read_truth(args.truth)
     judge = _geo_judge_from_args(args)
-    given = read_predictions(args.predictions) if args.predictions is not None else None
+    provided = read_predictions(args.predictions) if args.predictions is not None else None
+    if provided is not None:
+        _check_ids_match(args, truths, provided)
     config = _config_of(args, task="geo")
     with _hold_run_dir(args, config):
-        if given is not None:
-            guesses, model = given, f"predictions:{args.predictions.name}"
+        if provided is not None:
+            guesses, model = provided, f"predictions:{args.predictions.name}"
         else:
-            guesses, model = _locate_all(args, truths)
+            guesses, model = _locate_all(args, truths, concurrency)
         summary, samples = evaluate(truths, guesses)
         judge_name = "none"
         if judge is not None:
@@ -170,7 +186,37 @@ def run_geo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _locate_all(args: argparse.Namespace, truths: list[Any]) -> tuple[dict[str, Any], str]:
+def _refuse_model_options(args: argparse.Namespace) -> None:
+    """With --predictions no model runs: an option for the model, its context or its requests (unless a judge
+    makes them) would be ignored."""
+    refuse_inapplicable(
+        given_in(args, "model", "generation", "retrieval", "map data")
+        + ([] if args.judge_base_url else given(args, "concurrency")),
+        "when a model locates --images", "--predictions are scored as they are",
+    )
+
+
+def _check_ids_match(args: argparse.Namespace, truths: list[Any], guesses: dict[str, Any]) -> None:
+    """Refuse predictions that match no ground-truth id (they would score 0 % as if the model were wrong);
+    warn about those that match none."""
+    truth_ids = [truth.id for truth in truths]
+    matched = set(truth_ids).intersection(guesses)
+    if not matched:
+        raise BadInputError(
+            f"no id of {args.predictions} ({len(guesses)} rows, e.g. {_sample(list(guesses))}) is an id of "
+            f"{args.truth} ({len(truth_ids)} rows, e.g. {_sample(truth_ids)}): are they the same benchmark?"
+        )
+    unknown = [guess_id for guess_id in guesses if guess_id not in matched]
+    if unknown:
+        warn(args, f"{len(unknown)} of the {len(guesses)} ids of {args.predictions} are not in {args.truth} and "
+                   f"are not scored, e.g. {_sample(unknown)}")
+
+
+def _sample(ids: list[str], count: int = 3) -> str:
+    return ", ".join(repr(item) for item in ids[:count]) + (", ..." if len(ids) > count else "") if ids else "none"
+
+
+def _locate_all(args: argparse.Namespace, truths: list[Any], concurrency: int) -> tuple[dict[str, Any], str]:
     """Locate every ground-truth photo with the model (resumable, like bench); the guesses by id."""
     from eval.geo_eval import Guess, images_by_id, locate_worker
     from eval.runner import run_resumable
@@ -186,7 +232,7 @@ def _locate_all(args: argparse.Namespace, truths: list[Any]) -> tuple[dict[str, 
         truths,
         locate_worker(assistant.locate, images),
         samples_path=args.out / "predictions.jsonl",
-        concurrency=_concurrency_for(args),
+        concurrency=concurrency,
         desc="locating",
     )
     return {sample["id"]: Guess(**sample) for sample in samples}, backend.name
@@ -231,8 +277,8 @@ def _write_geo_samples(args: argparse.Namespace, samples: list[dict[str, Any]]) 
 
 def _scorer_from_args(args: argparse.Namespace) -> Any:
     if args.judge_free:
-        if args.judge_base_url or args.judge_model:
-            raise ConfigError("--judge-free cannot be combined with --judge-base-url / --judge-model")
+        refuse_inapplicable(given(args, "judge_base_url", "judge_model", "judge_max_tokens", "judge_attempts"),
+                            "to an LLM judge, not to --judge-free")
         if args.scoring == "gaea":
             raise ConfigError(f"--scoring gaea scores with GAEA's judge: give --judge-base-url (its model is "
                               f"{GAEA_JUDGE_MODEL}), not --judge-free")
@@ -270,11 +316,17 @@ def _check_gaea_judge(args: argparse.Namespace) -> None:
               f"{args.judge_model} they are not directly comparable", file=sys.stderr)
 
 
-def _concurrency_for(args: argparse.Namespace) -> int:
-    """Threads for a model behind a server; one at a time for a model in this process."""
+def _concurrency_for(args: argparse.Namespace, *, judged: bool = False) -> int:
+    """Threads for a model behind a server; one at a time for a model in this process (said, unless the
+    option is `judged`: used by a judge of its own)."""
     from gaea.commands.common import backend_name_from_args
 
-    return args.concurrency if backend_name_from_args(args) == "openai" else 1
+    if backend_name_from_args(args) == "openai":
+        return args.concurrency
+    if given(args, "concurrency") and not judged:
+        warn(args, f"--concurrency {args.concurrency} ignored: a model in this process answers one request at a time "
+                   "(serve it with `gaea serve` and pass --base-url to answer in parallel)")
+    return 1
 
 
 def _config_of(args: argparse.Namespace, *, task: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """`gaea finetune train | merge | convert-adapter`.
 
-    gaea finetune train --config finetune/recipes/gaea-qwen2.5-vl-7b.yaml --data data/arezzo --output_dir runs/a
-    gaea finetune merge --base Qwen/Qwen2.5-VL-7B-Instruct --adapter runs/a/final --out models/gaea-merged
+    gaea finetune train --config finetune/recipes/gaea-qwen2.5-vl-7b.yaml --data data/arezzo --output-dir runs/a
+    gaea finetune merge --model Qwen/Qwen2.5-VL-7B-Instruct --adapter runs/a/final --out models/gaea-merged
     gaea finetune convert-adapter --adapter GAEA-7B --out GAEA-7B-converted
 """
 
@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from finetune.config import FIELDS, add_config_arguments, load_config, preflight
-from gaea.commands.parsing import CommandParser, add_command, add_commands
+from gaea.commands.parsing import CommandParser, add_command, add_commands, warn
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +25,17 @@ def configure(parser: CommandParser) -> None:
         description="LoRA / QLoRA fine-tuning of a vision-language model. Values come from the recipe "
         "(--config), then from the flags.",
         examples=["gaea finetune train --config finetune/recipes/qlora-qwen2.5-vl-7b-24gb.yaml --data data/city "
-                  "--output_dir runs/city"],
+                  "--output-dir runs/city"],
     )
     train.add_argument("--config", metavar="RECIPE.yaml", help="recipe file with the default values")
     add_config_arguments(train)
     merge = add_command(
         commands, "merge", _merge, help="merge a LoRA adapter into its base model",
-        examples=["gaea finetune merge --base Qwen/Qwen2.5-VL-7B-Instruct --adapter runs/city/final "
+        examples=["gaea finetune merge --model Qwen/Qwen2.5-VL-7B-Instruct --adapter runs/city/final "
                   "--out models/gaea-city"],
     )
-    merge.add_argument("--base", required=True, help="base model (hub id or folder)")
+    merge.add_argument("--model", required=True, help="base model (hub id or folder)")
+    merge.alias("--base", "--model")
     merge.add_argument("--adapter", required=True, help="adapter folder (e.g. RUN/final)")
     merge.add_argument("--out", required=True, help="folder for the merged model (must not exist or be empty)")
     merge.add_argument("--dtype", default="bfloat16", help="dtype of the merged weights (default: bfloat16)")
@@ -54,6 +55,8 @@ def _train(args: argparse.Namespace) -> int:
     # Options left unset are absent from `args`, so the recipe's values stand.
     overrides = {name: value for name, value in vars(args).items() if name in FIELDS}
     config = load_config(args.config, overrides)
+    for sentence in config.unused_settings():
+        warn(args, sentence)
     preflight(config)  # before the slow imports of the training stack
     logging.getLogger("finetune").setLevel(logging.INFO)
     from finetune.train import main as train
@@ -69,7 +72,7 @@ def _train(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     from finetune.merge import merge_adapter
 
-    out = merge_adapter(args.base, args.adapter, args.out, dtype=args.dtype)
+    out = merge_adapter(args.model, args.adapter, args.out, dtype=args.dtype)
     print(f"merged model saved to {out}")
     return 0
 

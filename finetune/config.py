@@ -12,13 +12,16 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from gaea.errors import ConfigError
 from gaea.extras import require
 from gaea.models.hub import prepare_hub_model
+
+if TYPE_CHECKING:
+    from gaea.commands.parsing import CommandParser
 
 
 def _field(default: Any, help_: str, group: str, **kwargs: Any) -> Any:
@@ -118,11 +121,32 @@ class FinetuneConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} {getattr(self, name)}: must be at least 1")
 
+    def unused_settings(self) -> list[str]:
+        """Settings that differ from their defaults but cannot apply with the others (each a sentence), so the
+        command says so instead of training as if they had been heard. Warnings, not errors: the value may
+        come from a recipe that the flags deliberately override."""
+        changed = {name for name, spec in FIELDS.items() if getattr(self, name) != _default_of(spec)}
+        rules = (
+            (not self.use_lora, ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"), "use_lora is false"),
+            (not self.load_in_4bit, ("bnb_4bit_quant_type", "bnb_4bit_use_double_quant"), "load_in_4bit is false"),
+            (not self.train_merger, ("merger_learning_rate",), "train_merger is false"),
+            (bool(self.eval_data), ("eval_ratio",), "eval_data is the evaluation set"),
+            (not (self.eval_data or self.eval_ratio), ("eval_steps",), "there is no eval_data and no eval_ratio"),
+        )
+        sentences = []
+        for applies_not, names, reason in rules:
+            unused = [name for name in names if name in changed]
+            if applies_not and unused:
+                sentences.append(f"{', '.join(unused)} unused: {reason}")
+        return sentences
+
     def require_model_and_data(self) -> None:
         """Raise ConfigError when a training run lacks its two mandatory inputs."""
         missing = [name for name in ("model_name_or_path", "data") if not getattr(self, name)]
         if missing:
-            raise ConfigError(f"missing {', '.join(missing)}: set it in the recipe or pass --{missing[0]} VALUE")
+            raise ConfigError(
+                f"missing {', '.join(missing)}: set it in the recipe or pass {option_name(missing[0])} VALUE"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,6 +169,10 @@ def preflight(config: FinetuneConfig) -> None:
 
 FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
 _TYPES = typing.get_type_hints(FinetuneConfig)
+
+
+def _default_of(spec: dataclasses.Field) -> Any:
+    return spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
 
 
 def load_config(recipe: str | Path | None = None, overrides: dict[str, Any] | None = None) -> FinetuneConfig:
@@ -233,18 +261,26 @@ def _type_name(base: Any) -> str:
     return getattr(base, "__name__", str(base))
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One `--name VALUE` option per field, grouped, with its help text; unset options stay absent."""
+def option_name(field_name: str) -> str:
+    """The command-line spelling of a field: ``output_dir`` -> ``--output-dir``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def add_config_arguments(parser: CommandParser) -> None:
+    """One `--kebab-name VALUE` option per field (``--snake_name``, the recipe's spelling, works too), grouped,
+    with its help text; unset options stay absent."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, spec in FIELDS.items():
         group_name = spec.metadata["group"]
         if group_name not in groups:
             groups[group_name] = parser.add_argument_group(f"{group_name} options")
-        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        default = _default_of(spec)
         groups[group_name].add_argument(
-            f"--{name}",
+            option_name(name),
             dest=name,
             metavar=_type_name(_non_none(_TYPES[name])).upper(),
             default=argparse.SUPPRESS,
             help=f"{spec.metadata['help']} (default: {default!r})",
         )
+        if "_" in name:
+            parser.alias(f"--{name}", option_name(name), deprecated=False)

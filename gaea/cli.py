@@ -81,6 +81,7 @@ def build_parser(only: str = ALL) -> CommandParser:
     commands = add_commands(parser)
     for name, (module, help_) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_, description=help_[:1].upper() + help_[1:] + ".")
+        sub.summary = help_
         if only in (ALL, name):
             importlib.import_module(module).configure(sub)
     return parser

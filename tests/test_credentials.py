@@ -170,7 +170,7 @@ def built(servers, shared_data: Path, tmp_path_factory) -> tuple[Path, str]:
         patch.setattr(root, "level", logging.DEBUG)
         root.addHandler(handler)
         try:
-            code = gaea_main(["data", "build", "--photos", str(shared_data / "photos"), "--out", str(out),
+            code = gaea_main(["data", "build", "--images", str(shared_data / "photos"), "--out", str(out),
                               "--osm-file", str(shared_data / "osm" / "west-oakland.osm.bz2"), "--no-hf", "--quiet",
                               "--workers", "1", "--types", "mcq,tf", "--rewrite-base-url", rewriter_url,
                               "--rewrite-model", "stub"])

@@ -39,7 +39,7 @@ def _committed_chunks(out: Path) -> int:
 
 def _start_cli_build(photos: Path, out: Path, extract: Path) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "gaea.cli", "data", "build", "--photos", str(photos), "--out", str(out),
+        sys.executable, "-m", "gaea.cli", "data", "build", "--images", str(photos), "--out", str(out),
         "--osm-file", str(extract), "--chunk-size", "2", "--workers", "1", "--no-hf", "--quiet",
     ]
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

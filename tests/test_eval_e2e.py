@@ -30,7 +30,7 @@ def bench_dataset(tmp_path_factory, shared_data) -> Path:
     """A QA dataset built by `gaea data build` from the shared photos (8 with GPS) and a real OSM extract."""
     out = tmp_path_factory.mktemp("bench") / "dataset"
     subprocess.run(
-        [GAEA, "data", "build", "--photos", str(shared_data / "photos"), "--out", str(out),
+        [GAEA, "data", "build", "--images", str(shared_data / "photos"), "--out", str(out),
          "--osm-file", str(shared_data / "osm" / "west-oakland.osm.bz2"), "--no-hf", "--quiet", "--workers", "1"],
         check=True, timeout=300, capture_output=True,
     )

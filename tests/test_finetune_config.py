@@ -97,15 +97,15 @@ def test_every_field_has_help_and_a_group():
 
 
 def test_cli_reports_missing_inputs_and_unknown_flags(capsys):
-    assert gaea_main(["finetune", "train", "--learning_rate", "1e-4"]) == 2
+    assert gaea_main(["finetune", "train", "--learning-rate", "1e-4"]) == 2
     assert "missing model_name_or_path, data" in capsys.readouterr().err
-    assert gaea_main(["finetune", "train", "--no_such_flag", "1"]) == 2
+    assert gaea_main(["finetune", "train", "--no-such-flag", "1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gaea finetune train: error: unrecognized arguments: --no_such_flag")
+    assert err.startswith("gaea finetune train: error: unrecognized arguments: --no-such-flag")
     assert len(err.splitlines()) == 1
 
 
 def test_cli_help_lists_grouped_options(capsys):
     assert gaea_main(["finetune", "train", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "adapter options" in out and "--lora_r" in out and "LoRA rank" in out
+    assert "adapter options" in out and "--lora-r" in out and "LoRA rank" in out

@@ -49,7 +49,7 @@ def oakland_dataset(tmp_path_factory, shared_data) -> Path:
         f"{shared_data / 'photos' / name},{lat},{lon}\n" for name, (lat, lon) in OAKLAND_PHOTOS.items()
     ))
     out = root / "dataset"
-    code = gaea_main(["data", "build", "--photos", str(manifest), "--out", str(out), "--osm-file",
+    code = gaea_main(["data", "build", "--images", str(manifest), "--out", str(out), "--osm-file",
                       str(shared_data / "osm" / "west-oakland.osm.bz2"), "--workers", "1", "--no-hf", "--quiet"])
     assert code == 0 and (out / "qa.jsonl").stat().st_size > 0
     return out
@@ -172,7 +172,7 @@ def short_run(tiny_vlm, oakland_dataset, tmp_path_factory):
 def test_merged_model_matches_base_plus_adapter(short_run, tiny_vlm, probe_batch, tmp_path, capsys):
     result = short_run
     out = tmp_path / "merged"
-    assert gaea_main(["finetune", "merge", "--base", str(tiny_vlm), "--adapter", str(result.final_dir),
+    assert gaea_main(["finetune", "merge", "--model", str(tiny_vlm), "--adapter", str(result.final_dir),
                       "--out", str(out), "--dtype", "float32"]) == 0
     merged = base_model(out)
     assert not any("lora" in name for name, _ in merged.named_parameters())
@@ -181,7 +181,7 @@ def test_merged_model_matches_base_plus_adapter(short_run, tiny_vlm, probe_batch
     assert difference <= 1e-5
     assert (logits_of(base_model(tiny_vlm), probe_batch) - logits_of(merged, probe_batch)).abs().max() > 1e-2
     assert load_processor(out).tokenizer.pad_token is not None
-    assert gaea_main(["finetune", "merge", "--base", str(tiny_vlm), "--adapter", str(result.final_dir),
+    assert gaea_main(["finetune", "merge", "--model", str(tiny_vlm), "--adapter", str(result.final_dir),
                       "--out", str(out)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
 
@@ -231,7 +231,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(short_run, tiny_vlm, o
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(interrupted_config.to_dict()))
-    assert gaea_main(["finetune", "train", "--config", str(recipe), "--resume_from_checkpoint", "last"]) == 0
+    assert gaea_main(["finetune", "train", "--config", str(recipe), "--resume-from-checkpoint", "last"]) == 0
     state = yaml.safe_load((tmp_path / "resumed" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     expected = load_file(str(straight.final_dir / "adapter_model.safetensors"))

@@ -46,11 +46,11 @@ def one_line_error(result: subprocess.CompletedProcess, command: str, *expected:
 HUB_COMMANDS = {  # case -> (command, its arguments, the hub id the error names)
     "finetune with a README recipe": (
         "finetune train",
-        ["--config", str(RECIPES / "qlora-qwen2.5-vl-7b-24gb.yaml"), "--data", "data", "--output_dir", "run"],
+        ["--config", str(RECIPES / "qlora-qwen2.5-vl-7b-24gb.yaml"), "--data", "data", "--output-dir", "run"],
         "'Qwen/Qwen2.5-VL-7B-Instruct'",
     ),
     "finetune merge": (
-        "finetune merge", ["--base", "Qwen/Qwen2.5-VL-7B-Instruct", "--adapter", "adapter", "--out", "merged"],
+        "finetune merge", ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--adapter", "adapter", "--out", "merged"],
         "'Qwen/Qwen2.5-VL-7B-Instruct'",
     ),
     "eval bench on the hub's GAEA-Bench": (
@@ -93,8 +93,8 @@ def test_with_hf_hub_offline_set_a_model_missing_from_the_cache_is_one_line(
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None,
                     reason="deepspeed is installed here, so the GAEA recipe cannot show its missing-package message")
 def test_the_gaea_recipe_without_deepspeed_names_the_extra(tiny_vlm: Path, tmp_path: Path) -> None:
-    result = gaea("finetune", "train", "--config", str(RECIPES / "gaea-qwen2.5-vl-7b.yaml"), "--model_name_or_path",
-                  str(tiny_vlm), "--data", str(tmp_path), "--output_dir", str(tmp_path / "run"),
+    result = gaea("finetune", "train", "--config", str(RECIPES / "gaea-qwen2.5-vl-7b.yaml"), "--model-name-or-path",
+                  str(tiny_vlm), "--data", str(tmp_path), "--output-dir", str(tmp_path / "run"),
                   cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
     one_line_error(result, "finetune train", "deepspeed", "pip install -e .[deepspeed]")
     assert "PackageNotFoundError" not in result.stderr
@@ -104,12 +104,12 @@ def test_the_cpu_smoke_recipe_trains_the_tiny_model_quietly(
     tiny_vlm: Path, tmp_path: Path, shared_data: Path
 ) -> None:
     data = tmp_path / "data"
-    built = gaea("data", "build", "--photos", str(shared_data / "photos"), "--out", str(data), "--osm-file",
+    built = gaea("data", "build", "--images", str(shared_data / "photos"), "--out", str(data), "--osm-file",
                  str(shared_data / "osm" / "west-oakland.osm.bz2"), "--no-hf", "--quiet",
                  cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
     assert built.returncode == 0, built.stderr
     result = gaea("finetune", "train", "--config", str(RECIPES / "cpu-smoke.yaml"),
-                  "--model_name_or_path", str(tiny_vlm), "--data", str(data), "--output_dir", str(tmp_path / "run"),
+                  "--model-name-or-path", str(tiny_vlm), "--data", str(data), "--output-dir", str(tmp_path / "run"),
                   cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
     assert "adapter saved to" in result.stdout and "step=4" in result.stdout

@@ -12,7 +12,8 @@ from gaea.types import GeoPoint
 
 def test_json_output_is_the_evidence_of_the_nearest_features(shared_data: Path, capsys) -> None:
     path = shared_data / "osm" / "west-oakland.osm.bz2"
-    argv = ["osm", "near", "37.8076", "-122.3004", "--osm-file", str(path), "--radius", "300", "--json", "--limit", "5"]
+    argv = ["osm", "near", "37.8076", "-122.3004", "--osm-file", str(path), "--radius-m", "300", "--json",
+            "--limit", "5"]
     assert main(argv) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     expected = open_osm_source(path).features(GeoPoint(37.8076, -122.3004), 300.0)[:5]

@@ -181,7 +181,7 @@ def clean_build(many_photos: Path, oakland: Path, tmp_path_factory) -> Path:  # 
 
 
 def _data_build(photos: Path, out: Path, extract: Path, *, workers: int = 1) -> list[str]:
-    return [*GAEA, "data", "build", "--photos", str(photos), "--out", str(out), "--osm-file", str(extract),
+    return [*GAEA, "data", "build", "--images", str(photos), "--out", str(out), "--osm-file", str(extract),
             "--chunk-size", "2", "--workers", str(workers), "--no-hf", "--quiet"]
 
 

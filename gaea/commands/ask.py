@@ -16,7 +16,7 @@ from pathlib import Path
 from gaea.commands.common import add_backend_arguments, params_from_args
 from gaea.commands.context_args import add_context_arguments, assistant_from_args
 from gaea.commands.parsing import CommandParser, command
-from gaea.errors import BadInputError
+from gaea.errors import BadInputError, ConfigError
 from gaea.images import load_image
 
 
@@ -37,6 +37,8 @@ def configure(parser: CommandParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json and args.stream:
+        raise ConfigError("--stream prints the answer as it comes; --json prints it whole at the end: choose one")
     question = args.question.strip()
     if not question:
         raise BadInputError("the question is empty: ask something about the photo")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from gaea.commands.parsing import given, refuse_inapplicable
 from gaea.credentials import MODEL_KEY_ENV, key_option_help
 from gaea.errors import ConfigError
 from gaea.models.backends import Backend, backend_names, load_backend
@@ -115,8 +116,11 @@ def backend_name_from_args(args: argparse.Namespace) -> str:
             )
         if args.load_in_4bit:
             raise ConfigError("--load-in-4bit applies to the transformers backend; quantize on the server instead")
-    elif args.base_url or args.served_model:
-        raise ConfigError("--base-url and --served-model apply to the openai backend, not to --backend transformers")
+        if args.device:
+            raise ConfigError("--device applies to the transformers backend; the server places the model itself")
+    else:
+        refuse_inapplicable(given(args, "base_url", "served_model", "api_key", "timeout"),
+                            "to the openai backend (a server at --base-url), not to --backend transformers")
     return name
 
 

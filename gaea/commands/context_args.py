@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gaea.commands.parsing import given, refuse_inapplicable
 from gaea.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -23,9 +24,10 @@ if TYPE_CHECKING:
     from gaea.osm.source import OSMSource
 
 
-def add_context_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the retrieval (--gallery, --encoder, --k-similar, --k-dissimilar, --ensemble) and map-data
-    (`add_map_arguments`) options."""
+def add_context_arguments(parser: argparse.ArgumentParser, *, map_data: bool = True) -> None:
+    """Add the retrieval (--gallery, --encoder, --k-similar, --k-dissimilar, --ensemble) and, with `map_data`,
+    the map-data (`add_map_arguments`) options. Commands that only locate photos leave map data out: the
+    Assistant reads the map only to answer questions about the surroundings."""
     group = parser.add_argument_group("retrieval")
     group.add_argument("--gallery", type=Path, metavar="DIR",
                        help="gallery folder made by `gaea gallery build`: its nearest photos' coordinates go in "
@@ -42,7 +44,8 @@ def add_context_arguments(parser: argparse.ArgumentParser) -> None:
                             "prompt beside the neighbours (it reads embeddings of the encoder it was trained on)")
     group.add_argument("--k-candidates", type=int, default=5, metavar="K",
                        help="places the location model proposes per photo (5)")
-    add_map_arguments(parser)
+    if map_data:
+        add_map_arguments(parser)
 
 
 def add_map_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -63,7 +66,9 @@ def check_map_arguments(args: argparse.Namespace) -> None:
 
 
 def osm_from_args(args: argparse.Namespace) -> OSMSource | None:
-    """The OSMSource that `add_map_arguments`' options name, or None when they name none."""
+    """The OSMSource that `add_map_arguments`' options name, or None when they name none (or are absent)."""
+    if "osm_file" not in vars(args):
+        return None
     check_map_arguments(args)
     if args.osm_file:
         from gaea.osm import open_osm_source
@@ -92,10 +97,14 @@ def assistant_from_args(args: argparse.Namespace, backend: Backend | None = None
     from gaea.assistant import Assistant
     from gaea.commands.common import backend_from_args, params_from_args
 
-    if args.encoder and not (args.gallery or args.location_model):
-        raise ConfigError("--encoder applies to the queries of a --gallery or a --location-model; give one of them too")
-    if args.k_candidates != 5 and not args.location_model:
-        raise ConfigError("--k-candidates applies with --location-model")
+    if not (args.gallery or args.location_model):
+        refuse_inapplicable(given(args, "encoder"), "to the queries of a --gallery or a --location-model",
+                            "give one of them too")
+    if not args.gallery:
+        refuse_inapplicable(given(args, "k_similar", "k_dissimilar"), "to the neighbours from a --gallery",
+                            "give --gallery DIR too")
+    if not args.location_model:
+        refuse_inapplicable(given(args, "k_candidates"), "with --location-model")
     params = params_from_args(args)
     retriever, osm = _retriever_from_args(args), osm_from_args(args)
     location_model, embedder = _location_model_from_args(args, retriever)

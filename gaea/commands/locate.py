@@ -32,7 +32,7 @@ def configure(parser: CommandParser) -> None:
                         help="one JSON object a line: image, lat, lon, city, country, confidence, reasoning, "
                              "neighbours (lat/lon null when the model gave no usable location)")
     add_backend_arguments(parser)
-    add_context_arguments(parser)
+    add_context_arguments(parser, map_data=False)
 
 
 def run(args: argparse.Namespace) -> int:

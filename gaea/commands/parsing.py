@@ -5,8 +5,10 @@
 - `CommandParser.alias` accepts another spelling of an option (``--output_dir`` for ``--output-dir``), saying
   on stderr when that spelling is deprecated (``--photos`` for ``--images``);
 - `CommandParser.legacy_form` keeps an old command shape working one release with a warning;
-- `warn` prints a visible warning; `given` tells an option the user set from one left at its default, so
-  that an option which cannot apply is refused or warned about, never silently dropped.
+- `warn` prints a visible warning; `given` / `given_in` tell an option the user set from one left at its
+  default, and `refuse_inapplicable` turns those that cannot apply into one ConfigError, so that an option is
+  refused or warned about, never silently dropped;
+- `iter_commands` walks the tree (the README's command table, the tests of every command).
 
 argparse itself is kept (one well-known library); what is written here is only what it lacks on Python 3.11
 (aliases that warn, one-line errors).
@@ -19,11 +21,22 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from gaea.errors import ConfigError
+
 Run = Callable[[argparse.Namespace], int]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the line breaks of descriptions and examples; wraps option help to the terminal."""
+    """Keeps the line breaks of descriptions and examples, and names option values alike everywhere:
+    SECONDS for timeouts, N for counts, else the last word of the option (``--base-url URL``,
+    ``--overpass-cache-dir DIR``, ``--radius-m M``), unless the option names its own metavar."""
+
+    def _get_default_metavar_for_optional(self, action: argparse.Action) -> str:
+        if "timeout" in action.dest:
+            return "SECONDS"
+        if action.type is int:
+            return "N"
+        return action.dest.rsplit("_", 1)[-1].upper()
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -34,6 +47,8 @@ class CommandParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._aliases: dict[str, tuple[str, bool]] = {}
         self._legacy: tuple[Callable[[list[str]], list[str] | None], str] | None = None
+        #: The one-line help shown for this command in its group's --help (and the README's table).
+        self.summary = ""
         # The deepest parser's default wins, so after parsing `args._parser` is the leaf that ran.
         self.set_defaults(_parser=self)
 
@@ -46,6 +61,10 @@ class CommandParser(argparse.ArgumentParser):
     def alias(self, old: str, new: str, *, deprecated: bool = True) -> None:
         """Accept option `old` as `new` (also as ``old=VALUE``); a deprecated one warns each time it is used."""
         self._aliases[old] = (new, deprecated)
+
+    def aliases(self) -> dict[str, tuple[str, bool]]:
+        """Each other spelling of an option: (the option it stands for, whether it is deprecated)."""
+        return dict(self._aliases)
 
     def legacy_form(self, rewrite: Callable[[list[str]], list[str] | None], message: str) -> None:
         """Arguments that match no command of this group are given to `rewrite`; when it returns new
@@ -124,6 +143,7 @@ def add_command(
 ) -> CommandParser:
     """A leaf subcommand `name` of a group, which `run`s."""
     parser = commands.add_parser(name, help=help)
+    parser.summary = help
     return command(parser, run, description=description or help[:1].upper() + help[1:] + ".", examples=examples)
 
 
@@ -134,6 +154,20 @@ def iter_commands(parser: CommandParser) -> Iterator[CommandParser]:
         yield parser
     for sub in subcommands.values():
         yield from iter_commands(sub)
+
+
+def given_in(args: argparse.Namespace, *groups: str) -> list[str]:
+    """`given` for every option of the argument groups titled `groups` (``"model"``, ``"map data"``, ...)."""
+    parser: CommandParser = args._parser
+    dests = [action.dest for group in parser._action_groups if group.title in groups for action in group._group_actions]
+    return given(args, *dests)
+
+
+def refuse_inapplicable(options: Sequence[str], applies: str, hint: str = "") -> None:
+    """Raise a ConfigError naming `options` (when there are any): they apply only `applies`."""
+    if options:
+        verb = "applies" if len(options) == 1 else "apply"
+        raise ConfigError(f"{' and '.join(options)} {verb} {applies}" + (f"; {hint}" if hint else ""))
 
 
 def warn(args: argparse.Namespace, message: str) -> None:

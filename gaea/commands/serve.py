@@ -7,7 +7,7 @@ import shlex
 import signal
 import sys
 
-from gaea.commands.parsing import CommandParser, command
+from gaea.commands.parsing import CommandParser, command, given, refuse_inapplicable
 from gaea.errors import ConfigError
 from gaea.models.serving import (
     DEFAULT_IMAGES_PER_PROMPT,
@@ -42,7 +42,7 @@ def configure(parser: CommandParser) -> None:
     parser.add_argument(
         "--images-per-prompt", type=int, default=DEFAULT_IMAGES_PER_PROMPT, help="most images per request (vLLM)"
     )
-    parser.add_argument("--served-model-name", default=None, help="name clients use for the base model (vLLM)")
+    parser.add_argument("--served-model", default=None, help="name clients use for the base model (vLLM)")
     parser.add_argument(
         "--startup-timeout", type=float, default=DEFAULT_STARTUP_TIMEOUT_S, help="seconds to wait for the server"
     )
@@ -56,7 +56,7 @@ def server_for(args: argparse.Namespace) -> tuple[str, ServerProcess]:
         command = build_vllm_command(
             args.model, adapters=adapters, host=args.host, port=args.port,
             tensor_parallel_size=args.tensor_parallel_size, max_model_len=args.max_model_len,
-            images_per_prompt=args.images_per_prompt, served_model_name=args.served_model_name,
+            images_per_prompt=args.images_per_prompt, served_model_name=args.served_model,
         )
     else:
         if adapters:
@@ -64,8 +64,11 @@ def server_for(args: argparse.Namespace) -> tuple[str, ServerProcess]:
                 "`transformers serve` cannot serve LoRA adapters: install vLLM (pip install 'gaea-geolocation[serve]') "
                 "and use --engine vllm, or merge the adapter into the model first"
             )
-        if args.tensor_parallel_size != 1:
-            raise ConfigError("--tensor-parallel-size needs vLLM (pip install 'gaea-geolocation[serve]')")
+        refuse_inapplicable(
+            given(args, "tensor_parallel_size", "max_model_len", "images_per_prompt", "served_model"),
+            "to vLLM only", "`transformers serve` would ignore it: install vLLM (pip install "
+            "'gaea-geolocation[serve]') or leave it out",
+        )
         command = build_transformers_command(args.model, host=args.host, port=args.port)
     url_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     return engine, ServerProcess(command, f"http://{url_host}:{args.port}", health_path(engine))

@@ -25,6 +25,7 @@ from gaea.osm.features import (
     has_any_key,
     validate_keys,
 )
+from gaea.osm.source import Bounds
 from gaea.types import GeoPoint
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,15 @@ class LocalOSMSource:
     already have, e.g. an Overpass answer).
     """
 
-    def __init__(self, features: Iterable[OSMFeature], *, name: str = "osm-features"):
+    def __init__(self, features: Iterable[OSMFeature], *, name: str = "osm-features", bounds: Bounds | None = None):
         self.name = name
         self._features = tuple(features)
-        self._index = PointIndex(
-            np.fromiter((f.lat for f in self._features), float, len(self._features)),
-            np.fromiter((f.lon for f in self._features), float, len(self._features)),
+        lats = np.fromiter((f.lat for f in self._features), float, len(self._features))
+        lons = np.fromiter((f.lon for f in self._features), float, len(self._features))
+        self._index = PointIndex(lats, lons)
+        #: The area covered: the extract's header box, else the box around the features (None: no features).
+        self.bounds = bounds or (
+            Bounds(float(lats.min()), float(lons.min()), float(lats.max()), float(lons.max())) if len(lats) else None
         )
 
     @classmethod
@@ -60,7 +64,8 @@ class LocalOSMSource:
             The file could not be parsed.
         """
         path = _checked_path(path)
-        return cls(_read_features_cached(str(path), *_file_identity(path)), name=f"osm-file:{path.name}")
+        features = _read_features_cached(str(path), *_file_identity(path))
+        return cls(features, name=f"osm-file:{path.name}", bounds=_header_bounds(path))
 
     @classmethod
     def from_features(cls, features: Iterable[OSMFeature], *, name: str = "osm-features") -> LocalOSMSource:
@@ -171,6 +176,24 @@ def _read_features_cached(path: str, mtime_ns: int, size: int) -> tuple[OSMFeatu
         raise OSMError(f"could not read OSM extract {path!r}: {type(error).__name__}: {error}") from error
     log.info("read %d features from %s", len(features), path)
     return features
+
+
+def _header_bounds(path: Path) -> Bounds | None:
+    """The box the extract's header declares (``<bounds>`` in XML, the PBF header's bbox), if any."""
+    import osmium
+
+    try:
+        reader = osmium.io.Reader(str(path), osmium.osm.osm_entity_bits.NOTHING)
+        try:
+            box = reader.header().box()
+        finally:
+            reader.close()
+    except RuntimeError as error:
+        log.info("%s: no header bounds (%s)", path, error)
+        return None
+    if not box.valid():
+        return None
+    return Bounds(box.bottom_left.lat, box.bottom_left.lon, box.top_right.lat, box.top_right.lon)
 
 
 def _read_xml(path: Path) -> Iterator[OSMFeature]:
