@@ -265,7 +265,7 @@ def _empty_training_set(scene: Scene) -> list[str]:
     folder.mkdir()
     (folder / "qa.jsonl").write_text("")
     return ["finetune", "train", "--data", str(folder), "--model_name_or_path", str(scene.root),
-            "--output_dir", str(scene.root / "run")]
+            "--output-dir", str(scene.root / "run")]
 
 
 def _latin1_truth(scene: Scene) -> list[str]:
