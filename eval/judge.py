@@ -85,21 +85,24 @@ def parse_judge_reply(text: str, question_type: str) -> dict[str, float]:
 
 
 def score_of(criteria: dict[str, float]) -> float:
-    """One 0-10 score from the criteria: their mean (SVQA has two, the others one)."""
-    return sum(criteria.values()) / len(criteria)
+    """One 0-10 score from the criteria: their mean (SVQA has two, the others one; none counts 0, as in
+    GAEA's arithmetic)."""
+    return sum(criteria.values()) / len(criteria) if criteria else 0.0
 
 
-def gaea_score_of(criteria: dict[str, float]) -> int:
-    """GAEA's integer item score from the criteria: each cut to an integer, their sum halved for SVQA's
-    two, the result cut to an integer (8 and 7 -> 7.5 -> 7), as GAEA's calculate_scores.py does."""
+def gaea_score_of(criteria: dict[str, float], question_type: str) -> int:
+    """GAEA's integer item score from the criteria, as GAEA's calculate_scores.py computes it: for SVQA each
+    criterion cut to an integer, their sum halved (whatever their number), the result cut (8 and 7 -> 7.5 ->
+    7); otherwise the one score cut to an integer."""
     values = [int(value) for value in criteria.values()]
-    return int(sum(values) / 2) if len(values) == 2 else int(values[0])
+    return int(sum(values) / 2) if question_type == "SVQA" else values[0]
 
 
 def read_gaea_reply(text: str, question_type: str) -> dict[str, float]:
     """The criteria of a reply to GAEA's judge instructions, read as GAEA's scoring script reads it.
 
-    SVQA: json-repair's reading of the reply, which must be a mapping of two values that Python's ``int``
+    SVQA: json-repair's reading of the reply, which must be a mapping (of two criteria, as asked; GAEA's
+    script halves the sum of however many it finds, and so does `gaea_score_of`) whose values Python's ``int``
     accepts ("9.5" as text is refused, 9.5 as a number is cut to 9 by the arithmetic). Other types: the
     whole reply one integer as Python's ``int`` reads text (space around it allowed, "7.5" or "Score: 7"
     refused).
@@ -115,11 +118,11 @@ def read_gaea_reply(text: str, question_type: str) -> dict[str, float]:
         # The whole reply through json-repair, as GAEA's script reads it (not gaea.jsontext's search for
         # objects in prose): what it reads and what it leaves out must be GAEA's.
         obj = json_repair.loads(text)
-        if not isinstance(obj, dict) or len(obj) != 2:
-            raise JudgeParseError(f"not a mapping of the two criteria: {_snippet(text)!r}")
+        if not isinstance(obj, dict):
+            raise JudgeParseError(f"not a mapping of the criteria: {_snippet(text)!r}")
         try:
             [int(value) for value in obj.values()]
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise JudgeParseError(f"a criterion is not a number GAEA reads: {_snippet(text)!r}") from error
         return {str(key): float(value) for key, value in obj.items()}
     try:
@@ -233,6 +236,7 @@ class LLMJudge:
                 problem = str(error)
                 messages += [Message.assistant(reply), Message.user(judge_retry_prompt(record.question_type, problem))]
                 continue
-            return Verdict(score_of(criteria), criteria=criteria, replies=replies, gaea_score=gaea_score_of(criteria))
+            gaea_score = gaea_score_of(criteria, record.question_type)
+            return Verdict(score_of(criteria), criteria=criteria, replies=replies, gaea_score=gaea_score)
         log.info("judge reply for %s unreadable after %d attempts: %s", record.id, self.attempts, problem)
         return Verdict(None, replies=replies, error=f"judge parse: {problem}")

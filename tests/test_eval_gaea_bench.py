@@ -191,3 +191,25 @@ def test_gaea_scoring_refuses_what_cannot_apply(bench: Path, tmp_path: Path, cap
                  "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-attempts", "3",
                  "--out", str(tmp_path / "b")]) == 2
     assert "--judge-attempts cannot apply" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("qtype", "reply", "expected"), [
+    ("SVQA", "{'Location_Prediction': 8, 'Specificity_and_Relevance': 7}", 7),  # 7.5 cut
+    ("SVQA", '```json\n{"Location_Prediction": 9.9, "Specificity_and_Relevance": "6"}\n```', 7),  # (9 + 6) / 2
+    ("SVQA", "{'Location_Prediction': 10, 'Specificity': 9, 'Relevance': 9}", 14),  # GAEA halves any sum
+    ("SVQA", "{}", 0),
+    ("SVQA", "{'Location_Prediction': '9.5', 'Specificity_and_Relevance': 9}", None),  # int('9.5') fails
+    ("SVQA", "I would give it an 8.", None),
+    ("LVQA", " 7\n", 7),
+    ("LVQA", "7.5", None),
+    ("MCQ", "Score: 10", None),
+    ("TF", "0", 0),
+])
+def test_gaea_replies_are_read_as_gaeas_script_reads_them(qtype: str, reply: str, expected: int | None) -> None:
+    from eval.judge import JudgeParseError, gaea_score_of, read_gaea_reply
+
+    if expected is None:
+        with pytest.raises(JudgeParseError):
+            read_gaea_reply(reply, qtype)
+    else:
+        assert gaea_score_of(read_gaea_reply(reply, qtype), qtype) == expected
