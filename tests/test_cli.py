@@ -218,7 +218,8 @@ def test_data_build_says_workers_do_not_apply_to_overpass(tmp_path: Path) -> Non
     [
         (["--json", "--stream"], "--stream prints the answer as it comes; --json"),
         (["--k-similar", "4"], "--k-similar applies to the neighbours from a --gallery"),
-        (["--k-dissimilar", "4", "--encoder", "enc"], "--encoder applies to the queries of a --gallery or a --location-model"),
+        (["--k-dissimilar", "4", "--encoder", "enc"],
+         "--encoder applies to the queries of a --gallery or a --location-model"),
         (["--base-url", "http://127.0.0.1:9/v1", "--device", "cpu"], "--device applies to the transformers backend"),
         (["--timeout", "5"], "--timeout applies to the openai backend"),
         (["--api-key", "k", "--served-model", "m"], "--served-model and --api-key apply to the openai backend"),
