@@ -1,4 +1,4 @@
-"""`gaea data build | export | stats`."""
+"""`gaea data build | build-ranking | export | stats`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def configure(parser: CommandParser) -> None:
     export.add_argument("--format", required=True, choices=("llava", "messages", "parquet"),
                         help="llava: GAEA-Train conversations; messages: TRL chat messages; parquet: with the images")
     export.add_argument("--out", required=True, help="the file to write (.jsonl for llava/messages)")
+    _configure_build_ranking(commands)
     stats = add_command(commands, "stats", _run_stats, help="counts of a built dataset",
                         examples=["gaea data stats data/city"])
     stats.add_argument("dir", help="a directory made by `gaea data build`")
@@ -58,6 +59,35 @@ def _configure_build(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--no-hf", action="store_true", help="skip the Hugging Face copy in OUT/hf")
     build.alias("--photos", "--images")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _configure_build_ranking(commands: argparse._SubParsersAction) -> None:
+    ranking = add_command(
+        commands, "build-ranking", _run_build_ranking,
+        help="the training set of the trained ranker: each photo's candidate pool with true distances",
+        examples=["gaea data build-ranking --images photos/ --gallery gallery/ --out data/ranking"],
+    )
+    ranking.add_argument("--images", required=True, help=SPEC_HELP + " (with coordinates)")
+    ranking.add_argument("--gallery", required=True, help="a gallery made by `gaea gallery build` (the neighbours)")
+    ranking.add_argument("--out", required=True, help="the ranking set's directory")
+    ranking.add_argument("--encoder", help="image encoder (default: the gallery's)")
+    ranking.add_argument("--k-neighbours", type=int, default=8, help="similar gallery photos per photo (8)")
+    ranking.add_argument("--location-model", help="a `gaea locmodel train` model whose top places join the pool")
+    ranking.add_argument("--k-candidates", type=int, default=5, help="places of the location model per photo (5)")
+    ranking.add_argument("--dedupe-km", type=float, default=0.0,
+                         help="merge candidates closer than this (default 0: keep every one, for more pairs)")
+    ranking.add_argument("--overwrite", action="store_true", help="delete an earlier build in --out and start afresh")
+
+
+def _run_build_ranking(args: argparse.Namespace) -> int:
+    from data_pipeline.ranking import build_ranking_set
+
+    summary = build_ranking_set(args.images, args.gallery, args.out, encoder=args.encoder,
+                                k_neighbours=args.k_neighbours, location_model=args.location_model,
+                                k_candidates=args.k_candidates, dedupe_km=args.dedupe_km, overwrite=args.overwrite)
+    print(summary.line())
+    print(f"written: {os.path.join(args.out, 'ranking.jsonl')}")
+    return 0
 
 
 def _run_build(args: argparse.Namespace) -> int:

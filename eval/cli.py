@@ -37,6 +37,7 @@ _IDENTITY_KEYS = (
     "task", "dataset", "split", "truth", "predictions", "images", "model", "adapter", "base_url", "served_model",
     "backend", "judge_base_url", "judge_model", "judge_free", "judge_max_tokens", "scoring", "gallery", "encoder",
     "k_similar", "k_dissimilar", "ensemble", "osm_file", "overpass", "max_new_tokens", "temperature", "top_p", "seed",
+    "candidates", "ranker", "ranker_model", "dedupe_km",
 )  # fmt: skip
 
 
@@ -180,6 +181,8 @@ def run_geo(args: argparse.Namespace) -> int:
             summary["judge"], samples = _judge_names(args, judge, samples)
             judge_name = summary["judge"]["model"]
         results = run_header(task="geo", model=model, judge=judge_name, config=config) | summary
+        if given is None:
+            results["ranking"] = ranking_of(args)
         _write_geo_samples(args, samples)
         write_geo_report(args.out, results, [sample["distance_km"] for sample in samples])
     _print_summary(args.out)
@@ -236,6 +239,16 @@ def _locate_all(args: argparse.Namespace, truths: list[Any], concurrency: int) -
         desc="locating",
     )
     return {sample["id"]: Guess(**sample) for sample in samples}, backend.name
+
+
+def ranking_of(args: argparse.Namespace) -> dict[str, Any]:
+    """How a located run chose its answers, for `gaea eval compare`: the ranker and the candidate sources
+    (none: the model's answer, or the median of --ensemble answers)."""
+    from gaea.ranking import parse_sources
+
+    if args.candidates:
+        return {"ranker": args.ranker or "median", "candidates": list(parse_sources(args.candidates))}
+    return {"ranker": "median" if args.ensemble > 1 else "none", "candidates": ["lmm"]}
 
 
 def _geo_judge_from_args(args: argparse.Namespace) -> Any:

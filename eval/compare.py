@@ -56,17 +56,25 @@ def _bench_rows() -> list[tuple[str, Any]]:
 
 def _geo_rows() -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [("model", lambda r: r["model"])]
+    rows += [("ranker", lambda r: (r.get("ranking") or {}).get("ranker", "-")),
+             ("candidates", lambda r: ",".join((r.get("ranking") or {}).get("candidates", [])) or "-")]
     rows += [(f"acc @ {km} km (%)", _accuracy_getter(f"{km}km")) for km in THRESHOLDS_KM]
     rows += [
         ("median km", lambda r: _fmt(r["median_km"])),
         ("GeoScore", lambda r: _fmt(r["geoscore"], 0)),
         ("city %", lambda r: _fmt(r["city_accuracy"])),
         ("country %", lambda r: _fmt(r["country_accuracy"])),
-        ("city % (LLM judge)", lambda r: _fmt((r.get("judge") or {}).get("city_accuracy"))),
-        ("country % (LLM judge)", lambda r: _fmt((r.get("judge") or {}).get("country_accuracy"))),
+        ("city % (LLM judge)", lambda r: _fmt(_name_judge(r).get("city_accuracy"))),
+        ("country % (LLM judge)", lambda r: _fmt(_name_judge(r).get("country_accuracy"))),
         ("rows", lambda r: str(r["counts"]["truth_rows"])),
     ]
     return rows
+
+
+def _name_judge(results: dict[str, Any]) -> dict[str, Any]:
+    """The LLM judge's summary of a geo run's names; a run without one has only the judge's name, "none"."""
+    judge = results.get("judge")
+    return judge if isinstance(judge, dict) else {}
 
 
 def _judge_label(results: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """`gaea finetune train | merge | convert-adapter`.
 
     gaea finetune train --config finetune/recipes/gaea-qwen2.5-vl-7b.yaml --data data/arezzo --output-dir runs/a
+    gaea finetune train --task rank --config finetune/recipes/georanker-qwen2.5-vl.yaml --data data/ranking
     gaea finetune merge --model Qwen/Qwen2.5-VL-7B-Instruct --adapter runs/a/final --out models/gaea-merged
     gaea finetune convert-adapter --adapter GAEA-7B --out GAEA-7B-converted
 """
@@ -25,7 +26,9 @@ def configure(parser: CommandParser) -> None:
         description="LoRA / QLoRA fine-tuning of a vision-language model. Values come from the recipe "
         "(--config), then from the flags.",
         examples=["gaea finetune train --config finetune/recipes/qlora-qwen2.5-vl-7b-24gb.yaml --data data/city "
-                  "--output-dir runs/city"],
+                  "--output-dir runs/city",
+                  "gaea finetune train --task rank --config finetune/recipes/georanker-qwen2.5-vl.yaml "
+                  "--data data/ranking --output-dir runs/ranker"],
     )
     train.add_argument("--config", metavar="RECIPE.yaml", help="recipe file with the default values")
     add_config_arguments(train)
@@ -65,7 +68,8 @@ def _train(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"step": result.global_step, "train_loss": round(result.train_loss, 4)}
     if result.eval_loss is not None:
         summary["eval_loss"] = round(result.eval_loss, 4)
-    print(f"adapter saved to {result.final_dir} " + " ".join(f"{key}={value}" for key, value in summary.items()))
+    what = "ranker" if config.task == "rank" else "adapter"
+    print(f"{what} saved to {result.final_dir} " + " ".join(f"{key}={value}" for key, value in summary.items()))
     return 0
 
 

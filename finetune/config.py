@@ -34,6 +34,13 @@ def _field(default: Any, help_: str, group: str, **kwargs: Any) -> Any:
 class FinetuneConfig:
     """Every setting of a fine-tuning run (model, adapter, data, training)."""
 
+    # task
+    task: str = _field("sft", "what to train: sft (answers, a LoRA adapter) or rank (GeoRanker's ranker: LoRA and a "
+                              "scalar head on a `gaea data build-ranking` set)", "task")
+    rank_second_order_weight: float = _field(1.0, "rank: weight of the second-order (distance-gap) term of the "
+                                                  "multi-order distance loss", "task")
+    rank_candidates: int = _field(16, "rank: candidates of a photo scored per optimizer step", "task")
+    rank_photos_per_candidate: int = _field(3, "rank: gallery photos named in each candidate's evidence", "task")
     # model
     model_name_or_path: str = _field("", "base model: a Hugging Face hub id or a local folder", "model")
     processor_name_or_path: str | None = _field(None, "processor, when it differs from the model", "model")
@@ -105,6 +112,8 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         """Raise ConfigError on values that cannot work together."""
+        if self.task not in ("sft", "rank"):
+            raise ConfigError(f"task {self.task!r}: choose sft or rank")
         if self.data_format not in ("auto", "gaea", "llava", "messages"):
             raise ConfigError(f"data_format {self.data_format!r}: choose auto, gaea, llava or messages")
         if self.torch_dtype not in ("bfloat16", "float16", "float32", "auto"):

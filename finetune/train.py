@@ -147,6 +147,10 @@ def build_datasets(config: FinetuneConfig) -> tuple[Any, Any]:
 
 def main(config: FinetuneConfig, *, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
     """Train as `config` says; returns where the final adapter is and how the run went."""
+    if config.task == "rank":
+        from finetune.rank import train_ranker
+
+        return train_ranker(config)
     preflight(config)
     set_seed(config.seed)
     train_set, eval_set = build_datasets(config)

@@ -35,6 +35,8 @@ from gaea.geo import haversine_km, parse_location
 from gaea.images import load_image
 from gaea.jsontext import json_values
 from gaea.models.backends import Backend
+from gaea.ranking import DEDUPE_KM, MedianRanker, gather_candidates, parse_sources
+from gaea.ranking.candidates import LMM_SAMPLE
 from gaea.types import Candidate, GenerationParams, GeoPoint, Message, Neighbor, Prediction
 
 log = logging.getLogger(__name__)
@@ -82,11 +84,19 @@ class Assistant:
     embedder
         Encodes photos for the location model (default: the retriever's, whose embedding is then shared);
         it must be the encoder the location model was trained on.
+    candidate_sources
+        Where ranked candidates come from (`gaea.ranking.CANDIDATE_SOURCES`: ``lmm``, ``neighbours``,
+        ``location-model``); None is ``("lmm",)`` with an ensemble and no ranking of a single answer.
+    ranker
+        Picks among the candidates (`gaea.ranking`; default: the geometric median).
+    dedupe_km
+        Candidates closer than this are merged into one.
     """
 
     def __init__(self, backend: Backend, retriever=None, osm=None, *, k_similar: int = 16, k_dissimilar: int = 16,
                  ensemble: int = 1, params: GenerationParams | None = None, location_model=None, embedder=None,
-                 k_candidates: int = 5):
+                 k_candidates: int = 5, candidate_sources: Sequence[str] | None = None, ranker=None,
+                 dedupe_km: float = DEDUPE_KM):
         if k_similar < 0 or k_dissimilar < 0:
             raise BadInputError(f"k_similar and k_dissimilar must be 0 or more, got {k_similar} and {k_dissimilar}")
         if ensemble < 1:
@@ -105,6 +115,10 @@ class Assistant:
         self.k_candidates = k_candidates
         if location_model is not None:
             _check_location_embedder(location_model, self.embedder)
+        self.candidate_sources = parse_sources(candidate_sources) if candidate_sources is not None else None
+        _check_sources(self.candidate_sources, retriever, location_model)
+        self.ranker = ranker or MedianRanker()
+        self.dedupe_km = dedupe_km
         self._located: OrderedDict[str, Prediction] = OrderedDict()
 
     # -- locate -------------------------------------------------------------------------------------
@@ -118,21 +132,24 @@ class Assistant:
             When the image file is missing or unreadable.
         """
         pil = _as_pil(image)
-        shared = self.location_model is not None and self.retriever is not None \
-            and self.embedder is self.retriever.embedder
-        embedding = self.embedder.embed_one(pil) if shared else None  # one forward pass serves both
-        similar, dissimilar = self.neighbours(pil, embedding=embedding)
+        # One forward pass of the encoder serves the neighbours, the location model and the ranker.
+        embedding = self.embedder.embed_one(pil) if self.embedder is not None else None
+        shared = self.retriever is not None and self.embedder is self.retriever.embedder
+        similar, dissimilar = self.neighbours(pil, embedding=embedding if shared else None)
         places = self.location_candidates(pil, embedding=embedding)
-        if self.ensemble == 1:
-            prompt = prompts.locate_prompt(similar, dissimilar, places)
-            raw = self.backend.generate(self._locate_messages(pil, prompt), params=self.params)
-            prediction = parse_prediction(raw)
-            candidates = [prediction]
+        sources = self.candidate_sources or (("lmm",) if self.ensemble > 1 else None)
+        if sources is None:  # one answer, nothing to rank
+            samples = self._sampled_answers(pil, similar, dissimilar, places)
+            prediction = replace(samples[0], candidates=places)
         else:
-            candidates = self._ensemble_candidates(pil, similar, dissimilar, places)
-            prediction = choose_candidate(candidates, similar)
-        prediction = replace(prediction, similar=list(similar), dissimilar=list(dissimilar), candidates=places)
-        prediction.confidence = estimate_confidence(prediction, similar, candidates if self.ensemble > 1 else [])
+            samples = self._sampled_answers(pil, similar, dissimilar, places) if "lmm" in sources else []
+            pool = gather_candidates(samples, similar if "neighbours" in sources else (),
+                                     places if "location-model" in sources else (), radius_km=self.dedupe_km)
+            support = similar if "neighbours" not in sources else ()
+            ranking = self.ranker.rank(pil, pool, embedding=embedding, support=support)
+            prediction = replace(_chosen(ranking, samples), candidates=list(ranking), ranker=ranking.ranker)
+        prediction = replace(prediction, similar=list(similar), dissimilar=list(dissimilar))
+        prediction.confidence = estimate_confidence(prediction, similar, samples if len(samples) > 1 else [])
         return prediction
 
     def neighbours(self, image: ImageInput, *,
@@ -165,9 +182,13 @@ class Assistant:
     def _locate_messages(self, image: Image.Image, prompt: str) -> list[Message]:
         return [Message.system(prompts.chat_system_prompt()), Message.user(prompt, images=[image])]
 
-    def _ensemble_candidates(self, image: Image.Image, similar: list[Neighbor], dissimilar: list[Neighbor],
-                             places: list[Candidate]) -> list[Prediction]:
-        """G3: answers sampled over prompts with 0, 5, 10, 15 references, in turn."""
+    def _sampled_answers(self, image: Image.Image, similar: list[Neighbor], dissimilar: list[Neighbor],
+                         places: list[Candidate]) -> list[Prediction]:
+        """One answer (``ensemble`` 1, with every reference), or G3's: answers sampled over prompts with 0, 5,
+        10, 15 references, in turn."""
+        if self.ensemble == 1:
+            prompt = prompts.locate_prompt(similar, dissimilar, places)
+            return [parse_prediction(self.backend.generate(self._locate_messages(image, prompt), params=self.params))]
         temperature = self.params.temperature or ENSEMBLE_TEMPERATURE
         candidates = []
         for member in range(self.ensemble):
@@ -258,49 +279,38 @@ def require_location(prediction: Prediction) -> GeoPoint:
     return prediction.point
 
 
+def _chosen(ranking: Sequence[Candidate], samples: Sequence[Prediction]) -> Prediction:
+    """The Prediction of the best-ranked candidate: the LMM's own answer when it is one of its samples, else
+    the candidate's point with its nearest place's names; the first sample (with no location) when the pool
+    is empty."""
+    if not ranking:
+        return samples[0] if samples else Prediction(raw="no candidate place from any source")
+    best = ranking[0]
+    for sample in samples:
+        if best.source == LMM_SAMPLE and (sample.lat, sample.lon) == (best.lat, best.lon):
+            return sample
+    from gaea.geo import reverse_geocode_many
+
+    place = reverse_geocode_many(np.array([best.lat]), np.array([best.lon]))[0]
+    raw = f"{best.lat:.5f}, {best.lon:.5f} ({best.source} candidate ranked first)"
+    return Prediction(lat=best.lat, lon=best.lon, city=place.city, country=place.country,
+                      reasoning=best.reasoning or raw, raw=raw)
+
+
+def _check_sources(sources: Sequence[str] | None, retriever, location_model) -> None:
+    """Each candidate source needs its part: neighbours a retriever, location-model a location model."""
+    if sources and "neighbours" in sources and retriever is None:
+        raise ConfigError("candidate source neighbours needs a gallery (a retriever)")
+    if sources and "location-model" in sources and location_model is None:
+        raise ConfigError("candidate source location-model needs a location model")
+
+
 def _json_field(text: str, key: str) -> str:
     """A string field of the last JSON object in `text` that has it (the final one, where a model revises)."""
     for value in reversed(json_values(text)):
         if isinstance(value, dict) and isinstance(value.get(key), str):
             return value[key].strip()
     return ""
-
-
-def geometric_median(points: np.ndarray, *, iterations: int = 100, tol: float = 1e-9) -> np.ndarray:
-    """The geometric median (Weiszfeld) of (lat, lon) points, computed on unit vectors in 3-D and
-    projected back to the sphere; returns (lat, lon)."""
-    lat, lon = np.radians(points[:, 0]), np.radians(points[:, 1])
-    xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
-    median = xyz.mean(axis=0)
-    for _ in range(iterations):
-        distances = np.linalg.norm(xyz - median, axis=1)
-        if np.any(distances < tol):
-            median = xyz[np.argmin(distances)]
-            break
-        weights = 1.0 / distances
-        updated = (xyz * weights[:, None]).sum(axis=0) / weights.sum()
-        if np.linalg.norm(updated - median) < tol:
-            median = updated
-            break
-        median = updated
-    norm = np.linalg.norm(median)
-    if norm < tol:
-        # Points spread evenly around the globe have no meaningful median: fall back to the first one.
-        return points[0]
-    x, y, z = median / norm
-    return np.array([np.degrees(np.arcsin(np.clip(z, -1, 1))), np.degrees(np.arctan2(y, x))])
-
-
-def choose_candidate(candidates: list[Prediction], similar: Sequence[Neighbor]) -> Prediction:
-    """The candidate with a location nearest the geometric median of all candidates and the similar
-    neighbours; the first candidate (with None lat/lon) when none has a location."""
-    located = [c for c in candidates if c.point is not None]
-    if not located:
-        return candidates[0]
-    points = np.array([(c.lat, c.lon) for c in located] + [(n.lat, n.lon) for n in similar], dtype=float)
-    median = geometric_median(points)
-    distances = haversine_km(points[: len(located), 0], points[: len(located), 1], median[0], median[1])
-    return located[int(np.argmin(distances))]
 
 
 def estimate_confidence(prediction: Prediction, similar: Sequence[Neighbor],

@@ -163,3 +163,41 @@ def compass_direction(origin: GeoPoint, target: GeoPoint) -> str:
 def grounded_question(question: str, grounding: str) -> str:
     """A user's question with the map data block placed before it."""
     return f"{grounding}\n\nQuestion: {question}"
+
+
+RANK_ANSWER_FORMAT = (
+    'Answer with JSON only, the numbers of the candidates from most to least likely: {"ranking": [2, 1, 3]}'
+)
+
+
+def rank_prompt(candidates: Sequence[Candidate], *, photos_per_candidate: int = 3) -> str:
+    """GeoRanker's question, zero-shot: rank these numbered candidate places for the photo, each given by its
+    coordinates, nearest place, source and the gallery photos near it (their distance to it)."""
+    lines = []
+    for number, c in enumerate(candidates, 1):
+        line = _place_line(number, c.lat, c.lon, c.place, f" [{sanitize_text(c.source, max_len=30)}]")
+        photos = _photo_evidence(c, photos_per_candidate)
+        lines.append(line + (f"; geotagged photos near it: {photos}" if photos else ""))
+    return (
+        f"Where was this photo taken? Here are {len(candidates)} candidate places (latitude, longitude, nearest "
+        "place, [where the candidate came from], and gallery photos taken near it with their distance to it):\n"
+        + "\n".join(lines)
+        + "\n\nRank every candidate by how likely it is that the photo was taken there, judging by what you see in "
+        "the photo. " + RANK_ANSWER_FORMAT
+    )
+
+
+def ranker_pair_text(candidate: Candidate, *, photos_per_candidate: int = 3) -> str:
+    """The evidence of one candidate as the trained ranker reads it beside the photo (GeoRanker's pair)."""
+    where = _place_line(0, candidate.lat, candidate.lon, candidate.place).removeprefix("0. ")
+    text = f"Candidate place: {where}, from {sanitize_text(candidate.source, max_len=30)}."
+    photos = _photo_evidence(candidate, photos_per_candidate)
+    return text + (f" Geotagged photos near it: {photos}." if photos else "") + " Was the photo taken here?"
+
+
+def _photo_evidence(candidate: Candidate, count: int) -> str:
+    """The first ``count`` photos supporting a candidate: name (quoted data) and distance to it."""
+    from gaea.ranking.candidates import distance_label
+
+    return ", ".join(f"{json.dumps(sanitize_text(p.place or p.id, max_len=60), ensure_ascii=False)} "
+                     f"{distance_label(candidate, p)}" for p in candidate.photos[:count])

@@ -128,17 +128,25 @@ class Neighbor:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A candidate place for a photo, from one source (a location model, a decoder, ...).
+    """A candidate place for a photo, from one source, with the evidence that came with it.
 
-    ``score`` is the source's own confidence (a probability for the location models), comparable only
-    between candidates of the same source; ``place`` is the nearest known place, when looked up.
+    ``source`` says where it came from: ``lmm-sample`` (an answer of the vision-language model),
+    ``neighbour`` (a gallery photo), or a location model's kind (``geoclip``, ``s2-beam``, ``shdd``, ...).
+    ``score`` is the source's own confidence (a probability for the location models, the similarity for a
+    neighbour), comparable only between candidates of the same source; ``place`` is the nearest known place,
+    when looked up; ``reasoning`` is the model's, for an LMM sample; ``photos`` are the gallery photos that
+    support it (a neighbour's own photo, or photos near it). ``rank_score`` is the ranker's score, set by
+    `gaea.ranking` (higher is better), comparable between every candidate of one photo.
     """
 
     lat: float
     lon: float
-    score: float
+    score: float = 0.0
     source: str = ""
     place: str = ""
+    reasoning: str = ""
+    photos: tuple[Neighbor, ...] = ()
+    rank_score: float | None = None
 
 
 @dataclass
@@ -154,8 +162,12 @@ class Prediction:
     raw: str = ""
     similar: list[Neighbor] = field(default_factory=list)
     dissimilar: list[Neighbor] = field(default_factory=list)
-    #: Places a location model proposed (best first), which the prompt showed the model.
+    #: The candidate pool, best first: ranked (each with its ``rank_score``) when the Assistant ranks
+    #: candidates, else the places a location model proposed, which the prompt showed the model.
     candidates: list[Candidate] = field(default_factory=list)
+    #: The ranker that chose the prediction among ``candidates`` ("" when none did), e.g. ``g3`` or
+    #: ``lmm (fallback median)`` when the LMM's ranking was unreadable.
+    ranker: str = ""
 
     @property
     def point(self) -> GeoPoint | None:

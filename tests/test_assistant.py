@@ -18,8 +18,6 @@ import pytest
 from gaea.assistant import (
     Assistant,
     asks_about_surroundings,
-    choose_candidate,
-    geometric_median,
     parse_prediction,
     require_location,
 )
@@ -27,6 +25,8 @@ from gaea.errors import BadInputError, NoLocationError
 from gaea.geo import haversine_km
 from gaea.models.backends.openai_compat import OpenAIBackend
 from gaea.osm import open_osm_source
+from gaea.ranking import MedianRanker, geometric_median
+from gaea.ranking.candidates import sample_candidate
 from gaea.retrieval import Embedder, Retriever, build_gallery
 from gaea.types import GenerationParams, Message, Neighbor, Prediction
 from tests.servers import Reply, scripted_http_server
@@ -194,10 +194,12 @@ def test_geometric_median_and_candidate_choice() -> None:
     points = np.array([[43.0, 11.0], [43.1, 11.1], [42.9, 10.9], [-33.0, 151.0]])
     median = geometric_median(points)
     assert haversine_km(median[0], median[1], 43.0, 11.0) < 20  # robust to the outlier, unlike the mean
-    candidates = [Prediction(-33.0, 151.0, city="Sydney"), Prediction(43.05, 11.05, city="Arezzo"), Prediction()]
+    samples = [Prediction(-33.0, 151.0, city="Sydney"), Prediction(43.05, 11.05, city="Arezzo")]
     neighbours = [Neighbor(str(i), 43.0 + i / 100, 11.0, 0.9) for i in range(3)]
-    assert choose_candidate(candidates, neighbours).city == "Arezzo"
-    assert choose_candidate([Prediction(raw="?")], neighbours).raw == "?"
+    ranking = MedianRanker().rank(None, [sample_candidate(p) for p in samples], support=neighbours)
+    assert [c.place for c in ranking] == ["Arezzo", "Sydney"] and ranking.ranker == "median"
+    assert ranking[0].rank_score > ranking[1].rank_score
+    assert sample_candidate(Prediction(raw="?")) is None and MedianRanker().rank(None, []) == []
 
 
 # -- chat ------------------------------------------------------------------------------------------

@@ -190,9 +190,22 @@ def prediction_markdown(prediction: Prediction) -> str:
         )
         if prediction.reasoning:
             text += f"\n\n{prediction.reasoning.strip()}"
+    text += _candidate_summary(prediction)
     text += _neighbour_summary("Similar gallery photos", prediction.similar)
     text += _neighbour_summary("Dissimilar gallery photos", prediction.dissimilar)
     return text
+
+
+def _candidate_summary(prediction: Prediction) -> str:
+    """The ranked candidates, the chosen one first, with their sources and the ranker's scores."""
+    if not prediction.ranker or not prediction.candidates:
+        return ""
+    named = ", ".join(
+        f"{'**' if rank == 1 else ''}{c.place or 'unnamed'} ({c.lat:.3f}, {c.lon:.3f}; {c.source}"
+        f"{'' if c.rank_score is None else f', score {c.rank_score:.3f}'}){'**' if rank == 1 else ''}"
+        for rank, c in enumerate(prediction.candidates[:NEIGHBOURS_NAMED], 1)
+    )
+    return f"\n\n**Candidates ranked by {prediction.ranker}** ({len(prediction.candidates)} on the map): {named}"
 
 
 def example_photos(examples_dir: str | Path | None) -> list[str]:

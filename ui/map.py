@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from gaea.types import Neighbor, Prediction
+from gaea.types import Candidate, Neighbor, Prediction
 
 #: Smallest span (degrees of longitude) shown, so that one point is seen with its country around it.
 MIN_SPAN_DEG = 12.0
@@ -24,7 +24,7 @@ WIDTH_PX, HEIGHT_PX = 720, 360
 #: How many gallery neighbours of each kind are drawn (the nearest first).
 MAX_NEIGHBOURS_DRAWN = 16
 
-COLOURS = {"predicted": "#d62728", "similar": "#1f77b4", "dissimilar": "#7f7f7f"}
+COLOURS = {"predicted": "#d62728", "similar": "#1f77b4", "dissimilar": "#7f7f7f", "candidate": "#ff7f0e"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _points(prediction: Prediction | None, *, with_dissimilar: bool) -> list[tup
     neighbours = prediction.similar[:MAX_NEIGHBOURS_DRAWN]
     if with_dissimilar:
         neighbours = neighbours + prediction.dissimilar[:MAX_NEIGHBOURS_DRAWN]
-    points = [(n.lon, n.lat) for n in neighbours]
+    points = [(n.lon, n.lat) for n in neighbours] + [(c.lon, c.lat) for c in _ranked(prediction)]
     if prediction.point is not None:
         points.append((prediction.lon, prediction.lat))
     return points
@@ -100,6 +100,17 @@ def _marker(kind: str, lon: float, lat: float, radius: float, title: str) -> str
     )
 
 
+def _ranked(prediction: Prediction) -> list[Candidate]:
+    """The ranked candidates of a prediction (none when no ranker chose it)."""
+    return prediction.candidates if prediction.ranker else []
+
+
+def _candidate_title(rank: int, candidate: Candidate) -> str:
+    place = f"{candidate.place} " if candidate.place else ""
+    score = "" if candidate.rank_score is None else f", score {candidate.rank_score:.3f}"
+    return f"candidate {rank} ({candidate.source}): {place}({candidate.lat:.4f}, {candidate.lon:.4f}){score}"
+
+
 def _neighbour_title(kind: str, neighbour: Neighbor) -> str:
     place = f"{neighbour.place} " if neighbour.place else ""
     return f"{kind} gallery photo {neighbour.id}: {place}({neighbour.lat:.4f}, {neighbour.lon:.4f}), " \
@@ -125,8 +136,13 @@ def map_svg(prediction: Prediction | None, *, overview: bool = False, height_px:
                 _marker(kind, n.lon, n.lat, radius * 0.7, _neighbour_title(kind, n))
                 for n in neighbours[:MAX_NEIGHBOURS_DRAWN]
             ]
+        ranked = _ranked(prediction)
+        markers += [_marker("candidate", c.lon, c.lat, radius, _candidate_title(rank, c))
+                    for rank, c in enumerate(ranked[1:], 2)]
         if prediction.point is not None:
             title = f"predicted: {prediction.location or 'unnamed place'} ({prediction.point})"
+            if ranked:
+                title += f", the {ranked[0].source} candidate ranked first by {prediction.ranker}"
             markers.append(_marker("predicted", prediction.lon, prediction.lat, radius * 1.3, title))
     return (
         f'<svg class="gaea-map{" gaea-overview" if overview else ""}" xmlns="http://www.w3.org/2000/svg" '
@@ -140,9 +156,11 @@ def map_svg(prediction: Prediction | None, *, overview: bool = False, height_px:
     )
 
 
-def _legend() -> str:
+def _legend(*, candidates: bool = False) -> str:
     items = [("predicted", "predicted point"), ("similar", "similar gallery photos"),
              ("dissimilar", "dissimilar gallery photos")]
+    if candidates:
+        items.insert(1, ("candidate", "other ranked candidates (hover: source, score)"))
     return "".join(
         f'<span style="margin-right:1em"><span style="display:inline-block;width:0.8em;height:0.8em;'
         f'border-radius:50%;background:{COLOURS[kind]};margin-right:0.3em"></span>{label}</span>'
@@ -178,7 +196,8 @@ def map_html(prediction: Prediction | None) -> str:
     parts = [f'<div class="gaea-map-panel">{map_svg(prediction)}']
     if has_point and prediction.dissimilar:
         parts.append(f'<div style="margin-top:0.3em">{map_svg(prediction, overview=True, height_px=180)}</div>')
-    parts.append(f'<div style="font-size:0.85em">{_legend()}')
+    with_candidates = prediction is not None and len(_ranked(prediction)) > 1
+    parts.append(f'<div style="font-size:0.85em">{_legend(candidates=with_candidates)}')
     if has_point:
         link = osm_link(prediction.lat, prediction.lon)
         parts.append(f' · <a href="{html.escape(link)}" target="_blank" rel="noopener">open in OpenStreetMap</a>')

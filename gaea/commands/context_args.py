@@ -44,8 +44,29 @@ def add_context_arguments(parser: argparse.ArgumentParser, *, map_data: bool = T
                             "prompt beside the neighbours (it reads embeddings of the encoder it was trained on)")
     group.add_argument("--k-candidates", type=int, default=5, metavar="K",
                        help="places the location model proposes per photo (5)")
+    add_ranking_arguments(parser)
     if map_data:
         add_map_arguments(parser)
+
+
+def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --candidates, --ranker, --ranker-model and --dedupe-km (G3 / GeoRanker's two stages)."""
+    from gaea.ranking import DEDUPE_KM, RANKERS
+
+    group = parser.add_argument_group("candidates and ranking")
+    group.add_argument("--candidates", metavar="SOURCES",
+                       help="pool candidate places from these sources, comma-separated: lmm (the model's answers, "
+                            "--ensemble of them), neighbours (the --gallery's similar photos), location-model; a "
+                            "--ranker picks one (default: no pool, the model's answer; lmm with --ensemble)")
+    group.add_argument("--ranker", choices=RANKERS,
+                       help="median: nearest the pool's geometric median; g3: most similar to the photo in the "
+                            "geoclip --location-model; lmm: ranked by the model; trained: the --ranker-model "
+                            "(default: median)")
+    group.add_argument("--ranker-model", type=Path, metavar="DIR",
+                       help="for --ranker trained: a ranker made by `gaea finetune train --task rank` (its final/ "
+                            "folder), run in this process")
+    group.add_argument("--dedupe-km", type=float, default=DEDUPE_KM, metavar="KM",
+                       help=f"candidates closer than this are one (default: {DEDUPE_KM:g})")
 
 
 def add_map_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -106,11 +127,48 @@ def assistant_from_args(args: argparse.Namespace, backend: Backend | None = None
     if not args.location_model:
         refuse_inapplicable(given(args, "k_candidates"), "with --location-model")
     params = params_from_args(args)
+    sources = _check_ranking_arguments(args)
     retriever, osm = _retriever_from_args(args), osm_from_args(args)
     location_model, embedder = _location_model_from_args(args, retriever)
-    return Assistant(backend or backend_from_args(args), retriever, osm, k_similar=args.k_similar,
+    backend = backend or backend_from_args(args)
+    ranker = None
+    if sources is not None:
+        from gaea.ranking import make_ranker
+
+        ranker = make_ranker(args.ranker or "median", backend=backend, location_model=location_model,
+                             embedder=embedder or (retriever.embedder if retriever else None),
+                             gallery=retriever.gallery if retriever else None, model_dir=args.ranker_model,
+                             device=args.device)
+    return Assistant(backend, retriever, osm, k_similar=args.k_similar,
                      k_dissimilar=args.k_dissimilar, ensemble=args.ensemble, params=params,
-                     location_model=location_model, embedder=embedder, k_candidates=args.k_candidates)
+                     location_model=location_model, embedder=embedder, k_candidates=args.k_candidates,
+                     candidate_sources=sources, ranker=ranker, dedupe_km=args.dedupe_km)
+
+
+def _check_ranking_arguments(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The --candidates sources; options of ranking given without a pool are an error."""
+    from gaea.ranking import parse_sources
+
+    if not args.candidates:
+        refuse_inapplicable(given(args, "ranker", "ranker_model", "dedupe_km"), "to a pool of --candidates",
+                            "give the sources too, e.g. --candidates lmm,neighbours")
+        return None
+    if args.dedupe_km < 0:
+        raise ConfigError(f"--dedupe-km must be 0 or more, not {args.dedupe_km}")
+    if args.ranker != "trained":
+        refuse_inapplicable(given(args, "ranker_model"), "with --ranker trained")
+    if args.ranker == "trained" and not args.ranker_model:
+        raise ConfigError("--ranker trained needs its folder: --ranker-model DIR (made by "
+                          "`gaea finetune train --task rank`)")
+    sources = parse_sources(args.candidates)
+    if "neighbours" in sources and not args.gallery:
+        raise ConfigError("--candidates neighbours needs a --gallery")
+    if "location-model" in sources and not args.location_model:
+        raise ConfigError("--candidates location-model needs a --location-model")
+    if args.ranker == "g3" and not args.location_model:
+        raise ConfigError("--ranker g3 compares the photo with each candidate in a geoclip location model: "
+                          "give one with --location-model")
+    return sources
 
 
 def _location_model_from_args(args: argparse.Namespace, retriever):

@@ -3,6 +3,8 @@
 gaea locate photo.jpg other.jpg
 gaea locate --model /tmp/gaea-tiny/vlm --gallery gallery/ --json photos/*.jpg
 gaea locate --base-url http://127.0.0.1:8000/v1 --gallery gallery/ --ensemble 4 photo.jpg
+gaea locate --base-url URL --gallery gallery/ --location-model geoclip/ --candidates lmm,neighbours,location-model \
+    --ranker g3 photo.jpg
 
 A photo that cannot be read is reported on stderr and the others still run; the exit code is then 2.
 """
@@ -13,6 +15,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from gaea.commands.common import add_backend_arguments
@@ -26,11 +29,14 @@ log = logging.getLogger(__name__)
 
 def configure(parser: CommandParser) -> None:
     command(parser, run, description="Predict where each photo was taken (optionally helped by a retrieval gallery).",
-            examples=["gaea locate --gallery gallery/ --json photo.jpg"])
+            examples=["gaea locate --gallery gallery/ --json photo.jpg",
+                      "gaea locate --gallery gallery/ --location-model geoclip/ "
+                      "--candidates lmm,neighbours,location-model --ranker g3 photo.jpg"])
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photos to locate")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object a line: image, lat, lon, city, country, confidence, reasoning, "
-                             "neighbours (lat/lon null when the model gave no usable location)")
+                             "neighbours, candidates (ranked, with their scores) and ranker (lat/lon null when the "
+                             "model gave no usable location)")
     add_backend_arguments(parser)
     add_context_arguments(parser, map_data=False)
 
@@ -64,7 +70,8 @@ def prediction_record(image: Path, prediction: Prediction) -> dict:
         "reasoning": prediction.reasoning,
         "similar": [neighbour.__dict__ for neighbour in prediction.similar],
         "dissimilar": [neighbour.__dict__ for neighbour in prediction.dissimilar],
-        "candidates": [candidate.__dict__ for candidate in prediction.candidates],
+        "candidates": [asdict(candidate) for candidate in prediction.candidates],
+        "ranker": prediction.ranker,
         "raw": prediction.raw,
     }
 
@@ -76,4 +83,8 @@ def prediction_line(image: Path, prediction: Prediction) -> str:
         return f"{image}: no usable location in the model's answer ({answer!r})"
     place = f" {prediction.location}" if prediction.location else ""
     confidence = "" if prediction.confidence is None else f" (confidence {prediction.confidence:.2f})"
-    return f"{image}: {prediction.point}{place}{confidence}"
+    chosen = ""
+    if prediction.ranker and prediction.candidates:
+        chosen = (f" [{prediction.candidates[0].source} candidate, ranked first of {len(prediction.candidates)} "
+                  f"by {prediction.ranker}]")
+    return f"{image}: {prediction.point}{place}{confidence}{chosen}"

@@ -1,0 +1,174 @@
+"""GeoRanker's ranker (Jia et al., NeurIPS 2025): a vision-language model with a LoRA adapter and a scalar
+head that scores one (photo, candidate evidence) pair at a time; candidates are ranked by their scores.
+
+The pair is one user turn, the photo then the candidate's evidence as text (`gaea.prompts.ranker_pair_text`:
+coordinates, nearest place, source, the gallery photos near it and their distances); the head reads the
+last hidden state of the last token. Training (`gaea finetune train --task rank`, `finetune.rank`) uses
+GeoRanker's multi-order distance loss. A trained ranker is a folder:
+
+    ranker.json          base model, image size, evidence settings
+    adapter/             the LoRA adapter (peft)
+    head.safetensors     the scalar head (and the merger, when it was trained)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gaea import prompts
+from gaea.errors import BadInputError
+from gaea.io import atomic_write_bytes, atomic_write_json
+from gaea.ranking.base import Ranking, ranked
+from gaea.ranking.candidates import GalleryPlaces
+from gaea.types import Candidate, Message, Neighbor
+
+RANKER_FILE = "ranker.json"
+HEAD_FILE = "head.safetensors"
+ADAPTER_DIR = "adapter"
+#: Pairs scored in one forward pass.
+SCORING_BATCH = 8
+
+
+def hidden_size(model: nn.Module) -> int:
+    """Width of the language model's hidden states (text_config for vision-language configs)."""
+    config = model.config
+    return int(getattr(config, "text_config", config).hidden_size)
+
+
+class PairScorer(nn.Module):
+    """The vision-language model and a scalar head on its last token's final hidden state."""
+
+    def __init__(self, vlm: nn.Module, *, head: nn.Linear | None = None):
+        super().__init__()
+        self.vlm = vlm
+        self.head = head or nn.Linear(hidden_size(vlm), 1)
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """One score per sequence of the (left-padded) batch."""
+        out = self.vlm(**inputs, output_hidden_states=True, return_dict=True, logits_to_keep=1)
+        last = out.hidden_states[-1][:, -1, :]
+        return self.head(last.to(self.head.weight.dtype)).squeeze(-1)
+
+
+def pair_messages(image: Any, candidate: Candidate, *, photos_per_candidate: int) -> list[Message]:
+    """The chat turn of one (photo, candidate) pair."""
+    return [Message.user(prompts.ranker_pair_text(candidate, photos_per_candidate=photos_per_candidate),
+                         images=[image] if image is not None else [])]
+
+
+def pair_inputs(processor: Any, image: Any, candidates: Sequence[Candidate], *,
+                photos_per_candidate: int) -> dict[str, torch.Tensor]:
+    """Model inputs for the pairs of one photo with each candidate, left-padded (the head reads the end)."""
+    texts, images = [], []
+    for candidate in candidates:
+        messages = [turn.to_hf() for turn in pair_messages(image, candidate, photos_per_candidate=photos_per_candidate)]
+        texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False))
+        if image is not None:
+            images.append(messages[0]["content"][0]["image"])
+    processor.tokenizer.padding_side = "left"
+    return dict(processor(text=texts, images=images or None, padding=True, return_tensors="pt"))
+
+
+class TrainedRanker:
+    """Scores every candidate with a `PairScorer` in this process (transformers); ``gallery`` adds its photos
+    nearest each candidate to the evidence, as in training."""
+
+    name = "trained"
+
+    def __init__(self, scorer: PairScorer, processor: Any, settings: dict[str, Any], *, gallery: Any = None):
+        self.scorer = scorer.eval()
+        self.processor = processor
+        self.settings = settings
+        self.places = GalleryPlaces(gallery) if gallery is not None else None
+
+    @property
+    def photos_per_candidate(self) -> int:
+        return int(self.settings.get("photos_per_candidate", 3))
+
+    def scores(self, image: Any, candidates: Sequence[Candidate]) -> np.ndarray:
+        """The head's score of each (photo, candidate) pair."""
+        device = next(self.scorer.parameters()).device
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(candidates), SCORING_BATCH):
+                inputs = pair_inputs(self.processor, image, candidates[start:start + SCORING_BATCH],
+                                     photos_per_candidate=self.photos_per_candidate)
+                parts.append(self.scorer(**{k: v.to(device) for k, v in inputs.items()}).float().cpu().numpy())
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def rank(self, image: Any, candidates: Sequence[Candidate], *, embedding: np.ndarray | None = None,
+             support: Sequence[Neighbor] = ()) -> Ranking:
+        if not candidates:
+            return Ranking([], self.name)
+        shown = self.places.with_photos(candidates, self.photos_per_candidate) if self.places else list(candidates)
+        return ranked(shown, self.scores(image, shown), self.name)
+
+    # -- saving and loading -----------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the adapter, the head and ``ranker.json`` into ``directory``."""
+        return save_ranker(self.scorer, self.processor, self.settings, directory)
+
+    @classmethod
+    def load(cls, directory: str | Path, *, device: str | None = None, gallery: Any = None) -> TrainedRanker:
+        """Open a ranker saved by `save` (or `gaea finetune train --task rank`, its ``final/`` folder).
+
+        Raises
+        ------
+        BadInputError
+            When the folder holds no ranker or its files are damaged.
+        """
+        from peft import PeftModel
+        from safetensors.torch import load_file
+        from transformers import AutoModelForImageTextToText
+
+        from gaea.models.vlm import load_processor
+
+        directory = Path(directory)
+        settings_path = directory / RANKER_FILE
+        if not settings_path.is_file() or not (directory / HEAD_FILE).is_file():
+            raise BadInputError(f"{directory}: not a trained ranker (expected {RANKER_FILE} and {HEAD_FILE}; train one "
+                                "with `gaea finetune train --task rank`)")
+        try:
+            settings = json.loads(settings_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise BadInputError(f"{settings_path}: not valid JSON ({error})") from error
+        base = settings.get("base_model")
+        if not base:
+            raise BadInputError(f"{settings_path}: names no base_model")
+        vlm = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
+        if (directory / ADAPTER_DIR).is_dir():
+            vlm = PeftModel.from_pretrained(vlm, str(directory / ADAPTER_DIR))
+        scorer = PairScorer(vlm)
+        head = {name.removeprefix("head."): tensor for name, tensor in load_file(str(directory / HEAD_FILE)).items()}
+        try:
+            scorer.head.load_state_dict(head)
+        except RuntimeError as error:
+            raise BadInputError(f"{directory / HEAD_FILE}: does not fit {base} ({error})") from error
+        pixels = {key: settings[key] for key in ("min_pixels", "max_pixels") if settings.get(key)}
+        processor = load_processor(base, **pixels)
+        return cls(scorer.to(device or "cpu"), processor, settings, gallery=gallery)
+
+
+def save_ranker(scorer: PairScorer, processor: Any, settings: dict[str, Any], directory: str | Path) -> Path:
+    """The ranker folder (see the module docstring): the adapter (with any module peft trains in full, such as
+    the merger), the head, then ``ranker.json`` last (its presence marks a finished save)."""
+    from safetensors.torch import save
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vlm = scorer.vlm
+    if hasattr(vlm, "save_pretrained") and hasattr(vlm, "peft_config"):
+        vlm.save_pretrained(str(directory / ADAPTER_DIR))
+    head = {f"head.{name}": tensor.detach().cpu().contiguous() for name, tensor in scorer.head.state_dict().items()}
+    atomic_write_bytes(directory / HEAD_FILE, save(head))
+    atomic_write_json(directory / RANKER_FILE, {"format_version": 1, **settings})
+    return directory
+
