@@ -181,7 +181,7 @@ def run_geo(args: argparse.Namespace) -> int:
             summary["judge"], samples = _judge_names(args, judge, samples)
             judge_name = summary["judge"]["model"]
         results = run_header(task="geo", model=model, judge=judge_name, config=config) | summary
-        if given is None:
+        if provided is None:
             results["ranking"] = ranking_of(args)
         _write_geo_samples(args, samples)
         write_geo_report(args.out, results, [sample["distance_km"] for sample in samples])
@@ -193,7 +193,7 @@ def _refuse_model_options(args: argparse.Namespace) -> None:
     """With --predictions no model runs: an option for the model, its context or its requests (unless a judge
     makes them) would be ignored."""
     refuse_inapplicable(
-        given_in(args, "model", "generation", "retrieval", "map data")
+        given_in(args, "model", "generation", "retrieval", "location model", "candidates and ranking", "map data")
         + ([] if args.judge_base_url else given(args, "concurrency")),
         "when a model locates --images", "--predictions are scored as they are",
     )
