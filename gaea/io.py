@@ -182,6 +182,17 @@ def read_jsonl(path: str | Path, *, on_bad: Callable[[BadLine], None] | None = N
             raise BadInputError(str(value))
 
 
+def read_json(path: str | Path) -> Any:
+    """The JSON value in a file; a BadInputError naming the file when it is not valid JSON text."""
+    from gaea.errors import BadInputError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadInputError(f"{path}: not valid JSON ({error})") from error
+
+
 def readable_name(name: str) -> str:
     """`name` as text that can be printed and written anywhere.
 

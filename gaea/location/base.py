@@ -3,7 +3,6 @@ and saving to / loading from a folder (``model.safetensors`` + ``config.json``).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 from torch import nn
 
 from gaea.errors import BadInputError, ConfigError
-from gaea.io import atomic_write_bytes, atomic_write_json
+from gaea.io import atomic_write_bytes, atomic_write_json, read_json
 from gaea.types import Candidate
 
 log = logging.getLogger(__name__)
@@ -185,10 +184,7 @@ def load_location_model(directory: str | Path, *, device: str | None = None) -> 
     if not config_path.is_file() or not weights_path.is_file():
         raise BadInputError(f"{directory}: not a location model (expected {CONFIG_FILE} and {WEIGHTS_FILE}; "
                             "train one with `gaea locmodel train`)")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BadInputError(f"{config_path}: not valid JSON ({error})") from error
+    config = read_json(config_path)
     kind = config.pop("kind", None)
     config.pop("format_version", None)
     model_class = model_class_for(kind, where=str(config_path))

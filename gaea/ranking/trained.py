@@ -13,7 +13,6 @@ GeoRanker's multi-order distance loss. A trained ranker is a folder:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from torch import nn
 
 from gaea import prompts
 from gaea.errors import BadInputError
-from gaea.io import atomic_write_bytes, atomic_write_json
+from gaea.io import atomic_write_bytes, atomic_write_json, read_json
 from gaea.ranking.base import Ranking, ranked
 from gaea.ranking.candidates import GalleryPlaces
 from gaea.types import Candidate, Message, Neighbor
@@ -136,11 +135,8 @@ class TrainedRanker:
         if not settings_path.is_file() or not (directory / HEAD_FILE).is_file():
             raise BadInputError(f"{directory}: not a trained ranker (expected {RANKER_FILE} and {HEAD_FILE}; train one "
                                 "with `gaea finetune train --task rank`)")
-        try:
-            settings = json.loads(settings_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise BadInputError(f"{settings_path}: not valid JSON ({error})") from error
-        base = settings.get("base_model")
+        settings = read_json(settings_path)
+        base = settings.get("base_model") if isinstance(settings, dict) else None
         if not base:
             raise BadInputError(f"{settings_path}: names no base_model")
         vlm = AutoModelForImageTextToText.from_pretrained(base, dtype=torch.float32)
