@@ -20,6 +20,7 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 def configure(parser: CommandParser) -> None:
     commands = add_commands(parser)
     _configure_build(commands)
+    _configure_build_ranking(commands)
     export = add_command(commands, "export", _run_export, help="export a built dataset for training",
                          examples=["gaea data export --in data/city --format llava --out train.jsonl"])
     export.add_argument("--in", dest="input", metavar="DIR", required=True,
@@ -27,7 +28,6 @@ def configure(parser: CommandParser) -> None:
     export.add_argument("--format", required=True, choices=("llava", "messages", "parquet"),
                         help="llava: GAEA-Train conversations; messages: TRL chat messages; parquet: with the images")
     export.add_argument("--out", required=True, help="the file to write (.jsonl for llava/messages)")
-    _configure_build_ranking(commands)
     stats = add_command(commands, "stats", _run_stats, help="counts of a built dataset",
                         examples=["gaea data stats data/city"])
     stats.add_argument("dir", help="a directory made by `gaea data build`")

@@ -99,7 +99,7 @@ def test_every_command_refuses_an_unknown_option_in_one_line(prog: str, capsys: 
     [
         ([], "gaea", "choose a command: ask, locate"),
         (["nope"], "gaea", "invalid choice: 'nope'"),
-        (["data"], "gaea data", "choose a command: build, export, stats"),
+        (["data"], "gaea data", "choose a command: build, build-ranking, export, stats"),
         (["eval", "judge"], "gaea eval", "invalid choice: 'judge'"),
         (["finetune", "merge"], "gaea finetune merge", "required: --model"),
     ],
