@@ -3,22 +3,26 @@ once per (photo, feature) pair.
 
 A `FeatureTable` holds, for every feature, its category words, a bit mask of the distractor categories
 it would contradict, and the fixed part of its evidence. A photo's surroundings are then just two
-arrays (`Nearby`: table rows and distances, nearest first). For a local extract the table covers the
-whole extract and is queried through its own k-d tree, so a lookup makes no per-feature Python objects;
-for other sources (Overpass) a table is built from the features `features_many` returned for a chunk.
+arrays (`Nearby`: table rows and distances, nearest first). For an extract read into memory the table
+covers the whole extract and is queried through its own k-d tree, so a lookup makes no per-feature Python
+objects; for a feature store each block read from disk gets its table once, and a chunk's table gathers
+the rows its photos found; for other sources (Overpass) a table is built from the features
+`features_many` returned for a chunk. All three give the same records for the same features.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from data_pipeline.labels import category_label, distractor_labels
-from gaea.geo import EARTH_RADIUS_KM, unit_vectors
+from gaea.geo import EARTH_RADIUS_KM
+from gaea.osm._spatial import Pairs, PointIndex
+from gaea.osm.store import FeatureStore
 from gaea.types import GeoPoint
 
 EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000.0  # the mean radius gaea.osm measures distances with
@@ -67,33 +71,62 @@ class FeatureTable:
         category can never be claimed absent near it.
     """
 
-    def __init__(self, features: Sequence[Any], *, covers_queries: bool = False):
-        self.features = tuple(features)
+    def __init__(self, features: Sequence[Any], *, covers_queries: bool = False,
+                 bounds: tuple[float, float, float, float] | None = None):
+        features = self.features = tuple(features)
+        category = [f.category for f in features]
         # An extract covers at least its features' bounding box; an Overpass answer covers each circle queried.
         self.covers_queries = covers_queries
-        count = len(self.features)
-        self.lat = np.fromiter((f.lat for f in self.features), float, count)
-        self.lon = np.fromiter((f.lon for f in self.features), float, count)
-        self.category: list[tuple[str, str] | None] = [f.category for f in self.features]
-        self.labels: list[str] = []
+        count = len(features)
+        self.lat = np.fromiter((f.lat for f in features), float, count)
+        self.lon = np.fromiter((f.lon for f in features), float, count)
+        # (min lat, min lon, max lat, max lon) of the extract: its features' box, unless told (a store's chunk).
+        self.bounds = bounds or ((self.lat.min(), self.lon.min(), self.lat.max(), self.lon.max()) if count else None)
+        self.category: list[tuple[str, str] | None] = category
         label_ids: dict[str, int] = {}
         self.label_id = np.full(count, -1, dtype=np.int32)
-        for row, category in enumerate(self.category):
-            if category is not None:
-                label = category_label(*category)
+        for row, row_category in enumerate(category):
+            if row_category is not None:
+                label = category_label(*row_category)
                 self.label_id[row] = label_ids.setdefault(label, len(label_ids))
-        self.labels = list(label_ids)
+        self.labels: list[str] = list(label_ids)
         # Plain lists for the per-photo loop: list indexing by int is the cheapest lookup Python has.
-        self.row_key = [c[0] if c else "" for c in self.category]
+        self.row_key = [c[0] if c else "" for c in category]
         self.row_label = [self.labels[i] if i >= 0 else "" for i in self.label_id.tolist()]
-        self.row_name = [f.name for f in self.features]
-        self.named = np.array([bool(f.name) for f in self.features], dtype=bool)
-        self.background = np.array([c is not None and c[0] in BACKGROUND_KEYS for c in self.category], dtype=bool)
-        self.distractor_bits = np.array([_distractor_bits(f, c) for f, c in zip(self.features, self.category,
-                                                                               strict=True)], dtype=np.uint64)
+        self.row_name = [f.name for f in features]
+        self.named = np.array([bool(f.name) for f in features], dtype=bool)
+        self.background = np.array([c is not None and c[0] in BACKGROUND_KEYS for c in category], dtype=bool)
+        self.distractor_bits = np.array([_distractor_bits(f, c) for f, c in zip(features, category, strict=True)],
+                                        dtype=np.uint64)
         # Row -> the parts of its evidence entry that do not depend on the photo, made on first use.
         self._evidence_heads: dict[int, tuple] = {}
-        self._tree: cKDTree | None = None
+        self._index: PointIndex | None = None
+
+    @classmethod
+    def gathered(cls, tables: Sequence[FeatureTable], which: np.ndarray, rows: np.ndarray, *,
+                 bounds: tuple[float, float, float, float] | None) -> FeatureTable:
+        """A table of row `rows[i]` of `tables[which[i]]` for each i, its facts copied from those tables
+        (nothing worked out again); `bounds` are the extract's."""
+        offsets = np.cumsum([0] + [len(t) for t in tables])
+        take = offsets[:-1][which] + rows if len(tables) else np.empty(0, np.int64)
+        picks = list(zip(which.tolist(), rows.tolist(), strict=True))
+        table = cls.__new__(cls)
+        for name in ("features", "category", "row_key", "row_name"):
+            columns = [getattr(t, name) for t in tables]
+            setattr(table, name, [columns[t][r] for t, r in picks])
+        table.features = tuple(table.features)
+        for name, dtype in (("lat", float), ("lon", float), ("named", bool), ("background", bool),
+                            ("distractor_bits", np.uint64)):
+            setattr(table, name, np.concatenate([getattr(t, name) for t in tables] or [np.empty(0, dtype)])[take])
+        label_ids: dict[str, int] = {}
+        remapped = [np.append([label_ids.setdefault(label, len(label_ids)) for label in t.labels], -1).astype(np.int32)
+                    [t.label_id] for t in tables]  # label -1 picks the appended -1
+        table.label_id = np.concatenate(remapped or [np.empty(0, np.int32)])[take]
+        table.labels = list(label_ids)
+        table.row_label = [table.labels[i] if i >= 0 else "" for i in table.label_id.tolist()]
+        table.covers_queries, table.bounds = False, bounds
+        table._evidence_heads, table._index = {}, None
+        return table
 
     def __len__(self) -> int:
         return len(self.features)
@@ -123,39 +156,35 @@ class FeatureTable:
     def nearby(self, lats: Sequence[float], lons: Sequence[float], radius_m: float) -> list[Nearby]:
         """The features within `radius_m` of each point, nearest first (great-circle distances).
 
-        The whole batch is handled in a few numpy operations: one tree-against-tree query, one sort,
-        so the cost per point is a small constant plus its features.
+        One ball query per point in the table's k-d tree, then a few numpy operations for the whole batch,
+        so the cost per point is a small constant plus its features, however spread out the points are.
         """
         lats, lons = np.asarray(lats, dtype=float), np.asarray(lons, dtype=float)
-        if not len(self.features) or not len(lats):
-            return self._split(len(lats), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0),
-                               self._covered(lats, lons, radius_m))
-        if self._tree is None:
-            self._tree = cKDTree(unit_vectors(self.lat, self.lon))
-        # Great-circle radius -> chord on the unit sphere, with slack so rounding never loses a feature.
-        chord = 2 * np.sin(min(radius_m / EARTH_RADIUS_M, np.pi) / 2) * (1 + 1e-9) + 1e-12
-        # All (point, feature) pairs within the chord in one C call, as flat arrays (no per-point lists).
-        pairs = cKDTree(unit_vectors(lats, lons)).sparse_distance_matrix(self._tree, chord, output_type="ndarray")
-        points, rows = pairs["i"], pairs["j"]
-        distances = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(pairs["v"] / 2, 1.0))  # chord -> great circle
+        if self._index is None:
+            self._index = PointIndex(self.lat, self.lon)
+        return self.nearby_of_pairs(lats, lons, radius_m, self._index.pairs(lats, lons, radius_m))
+
+    def nearby_of_pairs(self, lats: np.ndarray, lons: np.ndarray, radius_m: float, pairs: Pairs) -> list[Nearby]:
+        """`nearby` from the (point, row) pairs of a radius search over this table's rows."""
+        distances = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(pairs.chords / 2, 1.0))  # chord -> great circle
         keep = distances <= radius_m
-        points, rows, distances = points[keep], rows[keep], distances[keep]
+        points, rows, distances = pairs.points[keep], pairs.rows[keep], distances[keep]
         # One float key (point, then distance) sorts several times faster than a two-key lexsort; the
-        # point step exceeds any distance on Earth.
+        # point step exceeds any distance on Earth. Pairs come in row order, so ties keep it.
         order = _argsort_ties_stable(points * 4.1e7 + distances)
         return self._split(len(lats), points[order], rows[order], distances[order],
                            self._covered(lats, lons, radius_m))
 
     def _covered(self, lats: np.ndarray, lons: np.ndarray, radius_m: float) -> np.ndarray:
-        """Whether each circle lies inside the features' bounding box (conservatively: inside the extract)."""
+        """Whether each circle lies inside the extract's bounding box (conservatively: inside the extract)."""
         if self.covers_queries:
             return np.ones(len(lats), dtype=bool)
-        if not len(self.features):
+        if self.bounds is None:
             return np.zeros(len(lats), dtype=bool)
+        south, west, north, east = self.bounds
         dlat = np.degrees(radius_m / EARTH_RADIUS_M)
         dlon = dlat / np.maximum(np.cos(np.radians(np.abs(lats) + dlat)), 1e-9)
-        return ((lats - dlat >= self.lat.min()) & (lats + dlat <= self.lat.max())
-                & (lons - dlon >= self.lon.min()) & (lons + dlon <= self.lon.max()))
+        return (lats - dlat >= south) & (lats + dlat <= north) & (lons - dlon >= west) & (lons + dlon <= east)
 
     def _split(self, count: int, points: np.ndarray, rows: np.ndarray, distances: np.ndarray,
                covered: np.ndarray) -> list[Nearby]:
@@ -224,19 +253,39 @@ def _argsort_ties_stable(keys: np.ndarray) -> np.ndarray:
 
 
 def _distractor_bits(feature: Any, category: tuple[str, str] | None) -> int:
-    label = category_label(*category) if category else None
-    bits = 0
-    for bit, (distractor, (key, value)) in enumerate(distractor_labels()):
-        if distractor == label or feature.tags.get(key) == value:
-            bits |= 1 << bit
+    """Bit i set when the feature's category label is distractor i's, or it carries distractor i's tag."""
+    by_label, by_tag = _distractor_masks()
+    bits = by_label.get(category_label(*category), 0) if category else 0
+    for tag in feature.tags.items():
+        bits |= by_tag.get(tag, 0)
     return bits
+
+
+@functools.lru_cache(maxsize=1)
+def _distractor_masks() -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """The distractor bits of each label and of each (key, value) tag: a few lookups per feature instead of a
+    pass over every distractor."""
+    by_label: dict[str, int] = {}
+    by_tag: dict[tuple[str, str], int] = {}
+    for bit, (label, tag) in enumerate(distractor_labels()):
+        by_label[label] = by_label.get(label, 0) | 1 << bit
+        by_tag[tag] = by_tag.get(tag, 0) | 1 << bit
+    return by_label, by_tag
 
 
 def nearby_for(source: Any, points: Sequence[GeoPoint], radius_m: float, *,
                table: FeatureTable | None = None) -> list[Nearby]:
-    """The `Nearby` of each point: through `table` when the source is a loaded extract, else `features_many`."""
+    """The `Nearby` of each point: through `table` when the source is a loaded extract, through the blocks
+    around the points for a feature store, else from `features_many`."""
+    lats, lons = np.array([p.lat for p in points], dtype=float), np.array([p.lon for p in points], dtype=float)
     if table is not None:
-        return table.nearby([p.lat for p in points], [p.lon for p in points], radius_m)
+        return table.nearby(lats, lons, radius_m)
+    if isinstance(source, FeatureStore):
+        window = source.window(lats, lons, radius_m)
+        tables = [block.memo(FeatureTable, lambda block=block: FeatureTable(block.features))
+                  for block in window.blocks]
+        chunk = FeatureTable.gathered(tables, window.block_of, window.row_in_block, bounds=source.bounds)
+        return chunk.nearby_of_pairs(lats, lons, radius_m, window.pairs)
     return FeatureTable.from_results(source.features_many(list(points), radius_m))[1]
 
 

@@ -33,6 +33,12 @@ class Settings:
     max_image_bytes: int = field(default_factory=lambda: int(_env("GAEA_MAX_IMAGE_BYTES", str(40 * 1024 * 1024))))
     #: Largest image accepted, in pixels (guards against decompression bombs).
     max_image_pixels: int = field(default_factory=lambda: int(_env("GAEA_MAX_IMAGE_PIXELS", str(100_000_000))))
+    #: OSM extracts of at least this many megabytes are opened through their on-disk feature store (built once
+    #: beside the extract, see `gaea osm index`); smaller ones are read into memory.
+    osm_store_min_mb: float = field(default_factory=lambda: float(_env("GAEA_OSM_STORE_MIN_MB", "8")))
+    #: Memory a feature store may use, in megabytes: for its build (node locations, sort buffers) and for the
+    #: blocks a reader keeps after use.
+    osm_store_memory_mb: int = field(default_factory=lambda: int(_env("GAEA_OSM_STORE_MEMORY_MB", "1024")))
     #: Identifies us to public services (Overpass asks for it).
     user_agent: str = "gaea-geolocation/0.1 (+https://github.com/gaea-geolocation/gaea)"
 

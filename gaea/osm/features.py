@@ -151,6 +151,12 @@ def feature_from_element(
     """
     if not _is_valid_point(lat, lon):
         return None
+    return feature_from_description(osm_type, osm_id, describe_tags(tags), lat, lon)
+
+
+def describe_tags(tags: Mapping[str, object]) -> tuple[str, dict[str, str]] | None:
+    """The name and kept tags of an element worth mentioning (the rules of :func:`feature_from_element`),
+    or None; readers ask this first, so that they work out no geometry for an element that is not kept."""
     kept = _distinguishing_tags(tags)
     name = kept.get("name") or kept.get("name:en", "")
     for key in list(kept):
@@ -158,6 +164,17 @@ def feature_from_element(
             del kept[key]
     if not any(key in CATEGORY_KEYS for key in kept):
         return None
+    return name, kept
+
+
+def feature_from_description(
+    osm_type: str, osm_id: int, description: tuple[str, dict[str, str]] | None, lat: float, lon: float
+) -> OSMFeature | None:
+    """The feature of an element described by :func:`describe_tags`, or None without a description or a
+    usable point."""
+    if description is None or not _is_valid_point(lat, lon):
+        return None
+    name, kept = description
     return OSMFeature(osm_type=osm_type, osm_id=int(osm_id), name=name, tags=kept, lat=float(lat), lon=float(lon))
 
 
@@ -184,10 +201,14 @@ def has_any_key(feature: OSMFeature, keys: frozenset[str] | None) -> bool:
     return keys is None or not keys.isdisjoint(feature.tags)
 
 
+_KEY_RANK = {key: rank for rank, key in enumerate(DISTINGUISHING_KEYS)}
+
+
 def _distinguishing_tags(tags: Mapping[str, object]) -> dict[str, str]:
     kept: dict[str, str] = {}
-    for key in DISTINGUISHING_KEYS:
-        raw = tags.get(key)
+    # In DISTINGUISHING_KEYS order; going through the element's few tags is cheaper than through every key.
+    for key in sorted(_KEY_RANK.keys() & tags.keys(), key=_KEY_RANK.__getitem__):
+        raw = tags[key]
         if raw is None or (isinstance(raw, float) and math.isnan(raw)):
             continue
         value = sanitize_text(raw, max_len=_TAG_MAX_LEN)

@@ -35,9 +35,10 @@ def sanitize_text(value: object, *, max_len: int = 120) -> str:
     if value is None:
         return ""
     text = unicodedata.normalize("NFC", value if isinstance(value, str) else str(value))
-    # Whitespace controls (\n, \t, ...) become spaces so that words stay apart; other C* go.
-    kept = "".join(" " if char.isspace() else char for char in text if char.isspace() or not _is_other(char))
-    text = " ".join(kept.split())
+    if not text.isprintable():  # printable text has no C* character and no whitespace but the space
+        # Whitespace controls (\n, \t, ...) become spaces so that words stay apart; other C* go.
+        text = "".join(" " if char.isspace() else char for char in text if char.isspace() or not _is_other(char))
+    text = " ".join(text.split())
     if len(text) <= max_len:
         return text
     return text[: max_len - 1].rstrip() + ELLIPSIS
