@@ -199,7 +199,7 @@ def test_osm_index_command_builds_reuses_and_serves_the_store(shared_data: Path,
     assert "up to date, reused" in capsys.readouterr().out
     printed = []
     for source in (target, extract):
-        assert gaea_cli(["osm", str(source), "60.53", "26.95", "--json", "--limit", "0"]) == 0
+        assert gaea_cli(["osm", "near", "60.53", "26.95", "--osm-file", str(source), "--json", "--limit", "0"]) == 0
         printed.append(capsys.readouterr().out)
     assert printed[0] == printed[1] and printed[0].count("\n") > 10
 
@@ -219,7 +219,7 @@ def gaea_cli(argv: list[str]) -> int:
 def test_osm_index_bad_input_is_one_line(args: list[str], message: str, shared_data: Path, capsys) -> None:
     assert gaea_cli(["osm", "index", *args]) == 2
     error = capsys.readouterr().err
-    assert message in error and error.startswith("gaea osm: error:") and error.count("\n") == 1
+    assert message in error and error.startswith("gaea osm index: error:") and error.count("\n") == 1
 
 
 def test_osm_index_runs_as_a_command(shared_data: Path, tmp_path: Path) -> None:

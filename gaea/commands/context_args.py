@@ -74,7 +74,9 @@ def add_map_arguments(parser: argparse.ArgumentParser, *, required: bool = False
     group = parser.add_argument_group("map data")
     source = group.add_mutually_exclusive_group(required=required)
     source.add_argument("--osm-file", type=Path, metavar="FILE",
-                        help="OpenStreetMap extract: .osm, .osm.bz2, .xml, .osm.pbf or .pbf")
+                        help="OpenStreetMap extract (.osm, .osm.bz2, .xml, .osm.pbf or .pbf; one of "
+                        "$GAEA_OSM_STORE_MIN_MB megabytes or more is read through its feature store, built on first "
+                        "use) or a feature store folder made by `gaea osm index`")
     source.add_argument("--overpass", action="store_true", help="ask the Overpass API (responses are cached)")
     group.add_argument("--overpass-url", metavar="URL",
                        help="Overpass endpoint (default: the setting, $GAEA_OVERPASS_URL)")
