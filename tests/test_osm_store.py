@@ -112,7 +112,7 @@ def test_shared_data_stays_untouched_and_large_extracts_open_through_their_store
     assert sorted(p.name for p in (shared_data / "osm").iterdir()) == SHARED_EXTRACTS
 
 
-def test_store_is_reused_while_the_extract_is_unchanged_and_rebuilt_when_it_changes(tmp_path: Path) -> None:
+def test_store_is_reused_while_the_extract_is_unchanged_and_rebuilt_when_it_changes(tmp_path: Path, caplog) -> None:
     extract = write_extract(tmp_path / "town.osm.pbf", 12_000, seed=1).path
     folder = build_store(extract)
     assert folder == tmp_path / "town.osm.pbf.gaea-store"
@@ -122,6 +122,9 @@ def test_store_is_reused_while_the_extract_is_unchanged_and_rebuilt_when_it_chan
     assert (folder / "store.json").read_bytes() == manifest
     assert [path.stat().st_mtime_ns for path in cells] == stamps
     write_extract(extract, 15_000, seed=2)
+    with caplog.at_level("WARNING"):
+        open_osm_source(folder)  # the folder itself, as --osm-file: served, with a warning that it is stale
+    assert "is older than" in caplog.text and "gaea osm index" in caplog.text
     assert build_store(extract) == folder
     assert (folder / "store.json").read_bytes() != manifest
     memory = LocalOSMSource.from_file(extract)

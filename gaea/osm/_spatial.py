@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,8 +45,9 @@ class PointIndex:
     def __init__(self, lats: np.ndarray, lons: np.ndarray):
         self.lats = np.asarray(lats, dtype=float)
         self.lons = np.asarray(lons, dtype=float)
-        self._vectors = unit_vectors(self.lats, self.lons)
-        self._tree = cKDTree(self._vectors) if len(self.lats) else None
+        vectors = unit_vectors(self.lats, self.lons)
+        self._tree = cKDTree(vectors) if len(self.lats) else None
+        self._xyz = tuple(np.ascontiguousarray(vectors[:, axis]) for axis in range(3))  # fast gathers by row
 
     def __len__(self) -> int:
         return len(self.lats)
@@ -66,13 +68,13 @@ class PointIndex:
             block = vectors[start:start + _QUERY_BLOCK]
             found = self._tree.query_ball_point(block, chord, return_sorted=True)
             counts = np.fromiter(map(len, found), np.int64, len(found))
-            rows = np.fromiter((row for rows in found for row in rows), np.int64, int(counts.sum()))
+            rows = np.fromiter(itertools.chain.from_iterable(found), np.int64, int(counts.sum()))
             parts.append((np.repeat(np.arange(start, start + len(block)), counts), rows))
         points = np.concatenate([p for p, _ in parts])
         rows = np.concatenate([r for _, r in parts])
         # The same sum of squares, in the same order, as the tree computes: the chords are bit for bit its own.
-        delta = vectors[points] - self._vectors[rows]
-        chords = np.sqrt(delta[:, 0] * delta[:, 0] + delta[:, 1] * delta[:, 1] + delta[:, 2] * delta[:, 2])
+        deltas = [vectors[:, axis][points] - self._xyz[axis][rows] for axis in range(3)]
+        chords = np.sqrt(deltas[0] * deltas[0] + deltas[1] * deltas[1] + deltas[2] * deltas[2])
         return Pairs(points, rows, chords)
 
     def within(self, lats: np.ndarray, lons: np.ndarray, radius_m: float) -> list[tuple[np.ndarray, np.ndarray]]:

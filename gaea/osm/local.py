@@ -24,7 +24,41 @@ from gaea.types import GeoPoint
 log = logging.getLogger(__name__)
 
 
-class LocalOSMSource:
+class RadiusSearch:
+    """The OSMSource methods of a source that finds features by distance itself: checks the query, then asks
+    the source's `_found` for each point's features."""
+
+    def features(
+        self, point: GeoPoint, radius_m: float = 1000.0, *, keys: Iterable[str] | None = None
+    ) -> list[OSMFeature]:
+        """Features within `radius_m` metres of `point`, nearest first, with ``distance_m`` set.
+
+        Parameters
+        ----------
+        point
+            The query point.
+        radius_m
+            Search radius in metres (great-circle distance to each feature's point).
+        keys
+            Keep only features carrying at least one of these tag keys (from ``DISTINGUISHING_KEYS``).
+        """
+        return self.features_many([point], radius_m, keys=keys)[0]
+
+    def features_many(
+        self, points: Sequence[GeoPoint], radius_m: float = 1000.0, *, keys: Iterable[str] | None = None
+    ) -> list[list[OSMFeature]]:
+        """:meth:`features` for each of `points`, answered in batches."""
+        check_radius(radius_m)
+        wanted = validate_keys(keys)
+        lats, lons = points_to_arrays(points)
+        return self._found(lats, lons, radius_m, wanted)
+
+    def _found(self, lats: np.ndarray, lons: np.ndarray, radius_m: float,
+               keys: frozenset[str] | None) -> list[list[OSMFeature]]:
+        raise NotImplementedError
+
+
+class LocalOSMSource(RadiusSearch):
     """OSM features held in memory and found by distance through a k-d tree.
 
     Build it with :meth:`from_file` (an extract on disk) or :meth:`from_features` (records you
@@ -71,30 +105,9 @@ class LocalOSMSource:
         """Every feature of the source, in reading order, with ``distance_m`` unset."""
         return self._features
 
-    def features(
-        self, point: GeoPoint, radius_m: float = 1000.0, *, keys: Iterable[str] | None = None
-    ) -> list[OSMFeature]:
-        """Features within `radius_m` metres of `point`, nearest first, with ``distance_m`` set.
-
-        Parameters
-        ----------
-        point
-            The query point.
-        radius_m
-            Search radius in metres (great-circle distance to each feature's point).
-        keys
-            Keep only features carrying at least one of these tag keys (from ``DISTINGUISHING_KEYS``).
-        """
-        return self.features_many([point], radius_m, keys=keys)[0]
-
-    def features_many(
-        self, points: Sequence[GeoPoint], radius_m: float = 1000.0, *, keys: Iterable[str] | None = None
-    ) -> list[list[OSMFeature]]:
-        """:meth:`features` for each of `points`, answered by one batched index query."""
-        check_radius(radius_m)
-        wanted = validate_keys(keys)
-        lats, lons = points_to_arrays(points)
-        return found_features(self._features, self._index.within(lats, lons, radius_m), wanted)
+    def _found(self, lats: np.ndarray, lons: np.ndarray, radius_m: float,
+               keys: frozenset[str] | None) -> list[list[OSMFeature]]:
+        return found_features(self._features, self._index.within(lats, lons, radius_m), keys)
 
 
 def check_radius(radius_m: float) -> None:

@@ -34,7 +34,7 @@ import secrets
 import shutil
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -46,10 +46,9 @@ import numpy as np
 from gaea.errors import BadInputError, OSMError
 from gaea.osm._spatial import Pairs, PointIndex, cap_boxes, within_each
 from gaea.osm.extract import checked_extract_path, extract_identity, is_pbf, read_features
-from gaea.osm.features import OSMFeature, validate_keys
-from gaea.osm.local import LocalOSMSource, check_radius, found_features, points_to_arrays
+from gaea.osm.features import OSMFeature
+from gaea.osm.local import LocalOSMSource, RadiusSearch, found_features
 from gaea.settings import get_settings
-from gaea.types import GeoPoint
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,12 @@ def open_osm_source(path: str | Path, *, store: bool | None = None) -> LocalOSMS
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        return FeatureStore(path)
+        store = FeatureStore(path)
+        built_from = Path(store.manifest.get("source", ""))
+        if built_from.is_file() and extract_identity(built_from) != store.manifest["extract"]:
+            log.warning("the feature store %s is older than %s; rebuild it: gaea osm index %s --out %s",
+                        path, built_from, built_from, path)
+        return store
     extract = checked_extract_path(path)
     if store is None:
         store = extract.stat().st_size >= get_settings().osm_store_min_mb * 2**20
@@ -212,6 +216,7 @@ def _write_store(extract: Path, identity: dict, work: Path, memory_mb: int, prog
     manifest = {
         "format": FORMAT,
         "extract": identity,
+        "source": str(extract),
         "features": features.count,
         "bounds": features.bounds,
         "cells": len(set(blocks["file"])),
@@ -396,7 +401,7 @@ def _write_table(path: Path, columns: dict[str, list]) -> None:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-class FeatureStore:
+class FeatureStore(RadiusSearch):
     """The features of a store folder (see :func:`build_store`), found by distance like the in-memory
     source's and read from disk only around the points asked about.
 
@@ -436,20 +441,8 @@ class FeatureStore:
     def __len__(self) -> int:
         return int(self.manifest["features"])
 
-    def features(
-        self, point: GeoPoint, radius_m: float = 1000.0, *, keys: Iterable[str] | None = None
-    ) -> list[OSMFeature]:
-        """Features within `radius_m` metres of `point`, nearest first, with ``distance_m`` set (see
-        :meth:`gaea.osm.LocalOSMSource.features`)."""
-        return self.features_many([point], radius_m, keys=keys)[0]
-
-    def features_many(
-        self, points: Sequence[GeoPoint], radius_m: float = 1000.0, *, keys: Iterable[str] | None = None
-    ) -> list[list[OSMFeature]]:
-        """:meth:`features` for each of `points`, reading each block they need once."""
-        check_radius(radius_m)
-        wanted = validate_keys(keys)
-        lats, lons = points_to_arrays(points)
+    def _found(self, lats: np.ndarray, lons: np.ndarray, radius_m: float,
+               keys: frozenset[str] | None) -> list[list[OSMFeature]]:
         # Near points first (by fine cell), a window at a time: the blocks in memory stay those of one window.
         order = np.argsort([_fine_cell(lat, lon) for lat, lon in zip(lats.tolist(), lons.tolist(), strict=True)],
                            kind="stable")
@@ -458,7 +451,7 @@ class FeatureStore:
             chosen = order[start:start + _POINTS_PER_WINDOW]
             window = self.window(lats[chosen], lons[chosen], radius_m)
             found = within_each(lats[chosen], lons[chosen], window.pairs, window.lats, window.lons, radius_m)
-            for i, features in zip(chosen.tolist(), found_features(window.features, found, wanted), strict=True):
+            for i, features in zip(chosen.tolist(), found_features(window.features, found, keys), strict=True):
                 results[i] = features
         return results
 
