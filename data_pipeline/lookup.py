@@ -170,8 +170,8 @@ class FeatureTable:
         keep = distances <= radius_m
         points, rows, distances = pairs.points[keep], pairs.rows[keep], distances[keep]
         # One float key (point, then distance) sorts several times faster than a two-key lexsort; the
-        # point step exceeds any distance on Earth. Pairs come in row order, so ties keep it.
-        order = _argsort_ties_stable(points * 4.1e7 + distances)
+        # point step exceeds any distance on Earth.
+        order = _argsort_ties_by_row(points * 4.1e7 + distances, rows)
         return self._split(len(lats), points[order], rows[order], distances[order],
                            self._covered(lats, lons, radius_m))
 
@@ -238,17 +238,16 @@ class FeatureTable:
                                    np.ones(len(results), dtype=bool))
 
 
-def _argsort_ties_stable(keys: np.ndarray) -> np.ndarray:
-    """`np.argsort(keys, kind="stable")`, several times faster when no two keys are equal.
+def _argsort_ties_by_row(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The order of `keys`, equal keys (two features at one spot) in row order, so results are deterministic.
 
-    Without ties the sorting order is unique, so numpy's vectorised (unstable) sort gives exactly the
-    stable order; only when two keys are equal (two features at one spot) is the stable sort needed,
-    to keep such ties in the tree's fixed order.
+    Without ties the sorting order is unique, so numpy's vectorised (unstable) sort gives it; only when two
+    keys are equal is the two-key sort needed.
     """
     order = np.argsort(keys)
     ordered = keys[order]
     if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
-        return np.argsort(keys, kind="stable")
+        return np.lexsort((rows, keys))
     return order
 
 

@@ -26,7 +26,7 @@ from data_pipeline.build import BuildConfig, build_dataset
 from data_pipeline.lookup import FeatureTable
 from gaea.errors import BadInputError, OSMError
 from gaea.geo import unit_vectors
-from gaea.osm import FeatureStore, LocalOSMSource, build_store, open_osm_source
+from gaea.osm import FeatureStore, LocalOSMSource, OSMSource, build_store, open_osm_source
 from gaea.osm.store import default_store_dir
 from gaea.osm.synthetic import photo_positions, plan_cities, write_extract
 from gaea.types import GeoPoint
@@ -80,6 +80,7 @@ def test_store_finds_what_memory_finds_on_every_shared_extract(name: str, shared
     path = shared_data / "osm" / name
     memory = LocalOSMSource.from_file(path)
     store = FeatureStore(build_store(path))
+    assert isinstance(store, OSMSource)
     assert len(store) == len(memory) and store.name == memory.name == f"osm-file:{name}"
     assert_same_as_memory(store, memory, query_points(memory, 120, seed=len(name)), radii=(25.0, 300.0, 20_000.0))
 
@@ -94,10 +95,10 @@ def test_store_finds_what_memory_finds_on_a_generated_extract(generated: Path, t
     lats, lons = photo_positions(plan_cities(GENERATED_NODES), 200, seed=4)
     points = [GeoPoint(float(a), float(b)) for a, b in zip(lats, lons, strict=True)]
     assert_same_as_memory(store, memory, points + query_points(memory, 60))
-    small = FeatureStore(folder, memory_mb=1)  # room for a few hundred rows: each query's blocks replace the last
+    small = FeatureStore(folder, memory_mb=1)  # room for a few blocks: each query's blocks replace the last ones
     for point in points[:40]:
         assert small.features(point, 1000.0) == memory.features(point, 1000.0)
-        assert len(small._cache) <= 4
+        assert sum(block.nbytes for block in small._cache.values()) <= 2**20 or len(small._cache) <= 4
 
 
 def test_shared_data_stays_untouched_and_large_extracts_open_through_their_store(
@@ -255,14 +256,19 @@ def test_dataset_built_through_the_store_is_byte_for_byte_the_in_memory_one(shar
 
 def test_lookup_pairs_are_the_tree_against_tree_pairs_bit_for_bit(generated: Path) -> None:
     """The per-photo lookup keeps the datasets of the tree-against-tree one it replaced: same pairs, same
-    chord lengths to the last bit, on photos spread over the whole country."""
+    chord lengths to the last bit, on photos spread over the whole country, where photos find few features
+    (lone photos in one ball query) and many (each lone photo its own tree-against-tree call)."""
     table = FeatureTable(LocalOSMSource.from_file(generated).all_features)
-    lats, lons = photo_positions(plan_cities(GENERATED_NODES), 500, seed=9)
-    chord = 2 * np.sin(1000.0 / 6_371_008.8 / 2) * (1 + 1e-9) + 1e-12
+    lats, lons = photo_positions(plan_cities(GENERATED_NODES), 300, seed=9)
     tree = cKDTree(unit_vectors(table.lat, table.lon))
-    expected = cKDTree(unit_vectors(lats, lons)).sparse_distance_matrix(tree, chord, output_type="ndarray")
     table.nearby(lats[:1], lons[:1], 1000.0)
-    pairs = table._index.pairs(lats, lons, 1000.0)
-    tree_pairs = sorted(zip(expected["i"].tolist(), expected["j"].tolist(), expected["v"].tolist(), strict=True))
-    assert tree_pairs == list(zip(pairs.points.tolist(), pairs.rows.tolist(), pairs.chords.tolist(), strict=True))
-    assert len(pairs.points) > 1000
+    index = table._index
+    for radius in (1000.0, 1000.0, 8000.0, 8000.0):  # the second call of each sees the density of the first
+        chord = 2 * np.sin(radius / 6_371_008.8 / 2) * (1 + 1e-9) + 1e-12
+        expected = cKDTree(unit_vectors(lats, lons)).sparse_distance_matrix(tree, chord, output_type="ndarray")
+        pairs = index.pairs(lats, lons, radius)
+        tree_pairs = sorted(zip(expected["i"].tolist(), expected["j"].tolist(), expected["v"].tolist(), strict=True))
+        assert tree_pairs == sorted(zip(pairs.points.tolist(), pairs.rows.tolist(), pairs.chords.tolist(),
+                                        strict=True))
+        assert np.all(np.diff(pairs.points) >= 0) and len(pairs.points) > 1000
+    assert index._pairs_per_point > 150, "the dense way was taken"

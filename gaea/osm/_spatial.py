@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
+import h3.api.basic_int as h3
 import numpy as np
 from scipy.spatial import cKDTree
 
 from gaea.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 
 EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000.0
-# Query points per k-d tree call: large enough to amortise the call, small enough for the CPU cache.
-_QUERY_BLOCK = 512
+_SMALL_INDEX = 4_096  # rows; a store block holds 2,048
+_MANY_PAIRS = 150  # pairs per point above which a lone point's own tree-against-tree call is the cheaper way
 
 
 @dataclass(frozen=True)
 class Pairs:
     """Every (query point, indexed row) pair within a radius, and their straight-line (chord) distance on the
-    unit sphere; sorted by point, then row."""
+    unit sphere; sorted by point (the rows of one point in no particular order)."""
 
     points: np.ndarray
     rows: np.ndarray
@@ -45,9 +47,9 @@ class PointIndex:
     def __init__(self, lats: np.ndarray, lons: np.ndarray):
         self.lats = np.asarray(lats, dtype=float)
         self.lons = np.asarray(lons, dtype=float)
-        vectors = unit_vectors(self.lats, self.lons)
-        self._tree = cKDTree(vectors) if len(self.lats) else None
-        self._xyz = tuple(np.ascontiguousarray(vectors[:, axis]) for axis in range(3))  # fast gathers by row
+        self._vectors = unit_vectors(self.lats, self.lons)
+        self._tree = cKDTree(self._vectors) if len(self.lats) else None
+        self._pairs_per_point = 0.0  # as seen so far: it decides how lone points are queried
 
     def __len__(self) -> int:
         return len(self.lats)
@@ -55,27 +57,39 @@ class PointIndex:
     def pairs(self, lats: np.ndarray, lons: np.ndarray, radius_m: float) -> Pairs:
         """All (point, row) pairs within `radius_m` (plus the chord slack; callers keep the exact radius).
 
-        One ball query per point: a tree-against-tree query degenerates when the points are spread out
-        (as the photos of a real batch are), while per-point queries cost the same at every density.
+        The points are grouped by H3 cell about the radius wide, and each group is matched against the tree
+        in one tree-against-tree call, which returns pairs and distances as arrays. One group of points far
+        apart (as the photos of a real batch are, spread over a country) would make that call visit most of
+        the tree, hence the compact groups; a point alone in its cell is queried on its own, the same way
+        where points find many rows (that call makes no Python objects), or together with the other lone
+        points in one ball query where they find few (less overhead per point). Every way finds the same
+        pairs and the same chords, bit for bit.
         """
         lats, lons = np.asarray(lats, dtype=float), np.asarray(lons, dtype=float)
         if self._tree is None or not len(lats):
             return Pairs.empty()
         chord = chord_of(radius_m)
         vectors = unit_vectors(lats, lons)
-        parts = []
-        for start in range(0, len(vectors), _QUERY_BLOCK):
-            block = vectors[start:start + _QUERY_BLOCK]
-            found = self._tree.query_ball_point(block, chord, return_sorted=True)
-            counts = np.fromiter(map(len, found), np.int64, len(found))
-            rows = np.fromiter(itertools.chain.from_iterable(found), np.int64, int(counts.sum()))
-            parts.append((np.repeat(np.arange(start, start + len(block)), counts), rows))
-        points = np.concatenate([p for p, _ in parts])
-        rows = np.concatenate([r for _, r in parts])
+        groups = [np.arange(len(lats))] if len(self) <= _SMALL_INDEX else _groups_by_cell(lats, lons, radius_m)
+        lone = [group[0] for group in groups if len(group) == 1] if self._pairs_per_point < _MANY_PAIRS else []
+        parts = [self._ball_pairs(np.asarray(lone, dtype=np.int64), vectors, chord)] if lone else []
+        for group in groups:
+            if len(group) > 1 or not lone:
+                found = cKDTree(vectors[group]).sparse_distance_matrix(self._tree, chord, output_type="ndarray")
+                parts.append((group[found["i"]], found["j"], found["v"]))
+        points, rows, chords = (np.concatenate(column) for column in zip(*parts, strict=True))
+        self._pairs_per_point = 0.5 * self._pairs_per_point + 0.5 * len(points) / len(lats)
+        order = np.argsort(points, kind="stable")
+        return Pairs(points[order], rows[order], chords[order])
+
+    def _ball_pairs(self, points: np.ndarray, vectors: np.ndarray, chord: float) -> tuple[np.ndarray, ...]:
+        found = self._tree.query_ball_point(vectors[points], chord, return_sorted=False)
+        counts = np.fromiter(map(len, found), np.int64, len(found))
+        rows = np.fromiter(itertools.chain.from_iterable(found), np.int64, int(counts.sum()))
+        points = np.repeat(points, counts)
         # The same sum of squares, in the same order, as the tree computes: the chords are bit for bit its own.
-        deltas = [vectors[:, axis][points] - self._xyz[axis][rows] for axis in range(3)]
-        chords = np.sqrt(deltas[0] * deltas[0] + deltas[1] * deltas[1] + deltas[2] * deltas[2])
-        return Pairs(points, rows, chords)
+        delta = vectors[points] - self._vectors[rows]
+        return points, rows, np.sqrt(delta[:, 0] * delta[:, 0] + delta[:, 1] * delta[:, 1] + delta[:, 2] * delta[:, 2])
 
     def within(self, lats: np.ndarray, lons: np.ndarray, radius_m: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each query point, (rows, distances in metres) of the points within `radius_m`, nearest first.
@@ -94,13 +108,29 @@ def within_each(lats: np.ndarray, lons: np.ndarray, pairs: Pairs, row_lats: np.n
     bounds = np.searchsorted(pairs.points, np.arange(len(lats) + 1)).tolist()
     results = []
     for i, (lat, lon) in enumerate(zip(lats, lons, strict=True)):
-        idx = pairs.rows[bounds[i]:bounds[i + 1]]
+        idx = np.sort(pairs.rows[bounds[i]:bounds[i + 1]])
         dist = haversine_km(lat, lon, row_lats[idx], row_lons[idx]) * 1000.0
         keep = dist <= radius_m
         idx, dist = idx[keep], dist[keep]
         order = np.argsort(dist, kind="stable")
         results.append((idx[order], dist[order]))
     return results
+
+
+def _groups_by_cell(lats: np.ndarray, lons: np.ndarray, radius_m: float) -> list[np.ndarray]:
+    """The positions of the points, grouped by the H3 cell (about `radius_m` wide) they fall in."""
+    resolution = _grouping_resolution(radius_m)
+    cells = np.fromiter((h3.latlng_to_cell(lat, lon, resolution) for lat, lon in
+                         zip(lats.tolist(), lons.tolist(), strict=True)), np.uint64, len(lats))
+    by_cell = np.argsort(cells, kind="stable")
+    starts = np.flatnonzero(np.r_[True, cells[by_cell][1:] != cells[by_cell][:-1]]).tolist()
+    return np.split(by_cell, starts[1:])
+
+
+@functools.lru_cache(maxsize=32)
+def _grouping_resolution(radius_m: float) -> int:
+    """The finest H3 resolution whose cells are about as wide as the radius (an edge at least the radius)."""
+    return next((res for res in range(15, -1, -1) if h3.average_hexagon_edge_length(res, unit="m") >= radius_m), 0)
 
 
 def cap_boxes(lats: np.ndarray, lons: np.ndarray, radius_m: float) -> np.ndarray:

@@ -141,7 +141,8 @@ def _read_pbf(path: Path, locations: str) -> Iterator[OSMFeature]:
     for obj in processor:
         if obj.is_area() and obj.from_way():
             continue  # pyosmium's area of a closed way: the way itself is read as a way
-        tags = {key: value for key in DISTINGUISHING_KEYS if (value := obj.tags.get(key)) is not None}
+        tag = obj.tags.get  # asking for the few keys kept beats walking every tag through Python objects
+        tags = {key: value for key in DISTINGUISHING_KEYS if (value := tag(key)) is not None}
         description = describe_tags(tags)
         if description is None:
             continue  # most elements (plain buildings, street furniture): no geometry to work out

@@ -6,6 +6,7 @@ Large extracts go to the on-disk store instead (:mod:`gaea.osm.store`; ``open_os
 
 from __future__ import annotations
 
+import abc
 import functools
 import logging
 import math
@@ -24,7 +25,7 @@ from gaea.types import GeoPoint
 log = logging.getLogger(__name__)
 
 
-class RadiusSearch:
+class RadiusSearch(abc.ABC):
     """The OSMSource methods of a source that finds features by distance itself: checks the query, then asks
     the source's `_found` for each point's features."""
 
@@ -53,9 +54,10 @@ class RadiusSearch:
         lats, lons = points_to_arrays(points)
         return self._found(lats, lons, radius_m, wanted)
 
+    @abc.abstractmethod
     def _found(self, lats: np.ndarray, lons: np.ndarray, radius_m: float,
                keys: frozenset[str] | None) -> list[list[OSMFeature]]:
-        raise NotImplementedError
+        """Per point, its features within `radius_m` carrying one of `keys` (None: all), nearest first."""
 
 
 class LocalOSMSource(RadiusSearch):

@@ -57,9 +57,10 @@ MANIFEST, BLOCKS, CELLS = "store.json", "blocks.parquet", "cells"
 CELL_RESOLUTION = 3  # H3 resolution of a cell file
 FINE_RESOLUTION = 15  # H3 resolution of the sort key
 BLOCK_ROWS = 2_048
-# Rough memory per feature, for budgets: a row of the build's write buffer, and a decoded cached row (its
-# OSMFeature, k-d tree and the pipeline's per-feature facts).
-_BUILD_ROW_BYTES, _CACHED_ROW_BYTES = 600, 2_000
+# Rough memory per feature, for budgets: a row of the build's write buffer; a row of a block read from disk
+# (its columns, unit vector and k-d tree), and what decoding it adds (its OSMFeature and the data pipeline's
+# per-feature facts).
+_BUILD_ROW_BYTES, _BLOCK_ROW_BYTES, _DECODED_ROW_BYTES = 600, 300, 1_500
 _NODE_INDEX_BYTES = 16  # pyosmium's in-memory location index, per node
 _PBF_BYTES_PER_NODE = 4  # a low guess (more nodes than real PBFs hold), so the on-disk index is chosen early
 _POINTS_PER_WINDOW = 512
@@ -435,8 +436,8 @@ class FeatureStore(RadiusSearch):
         self._tree = shapely.STRtree(shapely.box(blocks["min_lon"], blocks["min_lat"], blocks["max_lon"],
                                                  blocks["max_lat"]))
         self._cache: OrderedDict[int, Block] = OrderedDict()
-        self._cached_rows = 0
-        self._max_cached_rows = (memory_mb or get_settings().osm_store_memory_mb) * 2**20 // _CACHED_ROW_BYTES
+        self._max_cached_bytes = (memory_mb or get_settings().osm_store_memory_mb) * 2**20
+        self._pid, self._open = os.getpid(), {}
 
     def __len__(self) -> int:
         return int(self.manifest["features"])
@@ -473,37 +474,40 @@ class FeatureStore(RadiusSearch):
             points = asked[starts[position]:starts[position + 1]]
             pairs = block.index.pairs(lats[points], lons[points], radius_m)
             parts.append((points[pairs.points], np.full(len(pairs.rows), position), pairs.rows, pairs.chords,
-                          block.seq[pairs.rows]))
+                          block.seq[pairs.rows], block.index.lats[pairs.rows], block.index.lons[pairs.rows]))
         return Window.of(blocks, parts)
 
     def _blocks(self, ids: list[int]) -> list[Block]:
-        """The blocks `ids`, from the cache or read from their files (one read per file)."""
+        """The blocks `ids`, from the cache or read from their files (one read per file); then the least
+        recently used other blocks are dropped while the cache holds more than its budget."""
         missing = [i for i in ids if i not in self._cache]
         by_file: dict[Path, list[int]] = {}
         for i in missing:
             by_file.setdefault(self._files[i], []).append(i)
         for path, members in by_file.items():
-            for i, block in zip(members, _read_blocks(path, [self._groups[i] for i in members]), strict=True):
+            for i, block in zip(members, self._read(path, [self._groups[i] for i in members]), strict=True):
                 self._cache[i] = block
-                self._cached_rows += len(block)
         for i in ids:
             self._cache.move_to_end(i)
-        wanted = set(ids)
-        while self._cached_rows > self._max_cached_rows and len(self._cache) > len(wanted):
+        cached, wanted = sum(block.nbytes for block in self._cache.values()), set(ids)
+        while cached > self._max_cached_bytes and len(self._cache) > len(wanted):
             oldest = next(i for i in self._cache if i not in wanted)
-            self._cached_rows -= len(self._cache.pop(oldest))
+            cached -= self._cache.pop(oldest).nbytes
         return [self._cache[i] for i in ids]
 
+    def _read(self, path: Path, groups: list[int]) -> list[Block]:
+        import pyarrow.parquet as pq
 
-def _read_blocks(path: Path, groups: list[int]) -> list[Block]:
-    import pyarrow.parquet as pq
-
-    # A fresh handle per read: forked worker processes must not share one file offset.
-    cells = pq.ParquetFile(path)
-    table = cells.read_row_groups(groups, columns=list(_COLUMNS[1:]))
-    ends = np.cumsum([cells.metadata.row_group(group).num_rows for group in groups]).tolist()
-    return [Block(table.slice(end - size, size)) for end, size in
-            zip(ends, np.diff([0, *ends]).tolist(), strict=True)]
+        if self._pid != os.getpid():  # a forked worker opens its own handles (no file offset shared)
+            self._pid, self._open = os.getpid(), {}
+        if path not in self._open:
+            self._open[path] = pq.ParquetFile(path)
+        cells = self._open[path]
+        # One thread: a few thousand rows are read faster than threads start (and workers are processes).
+        table = cells.read_row_groups(groups, columns=list(_COLUMNS[1:]), use_threads=False)
+        sizes = [cells.metadata.row_group(group).num_rows for group in groups]
+        starts = np.cumsum([0, *sizes]).tolist()
+        return [Block(table.slice(start, size)) for start, size in zip(starts, sizes, strict=False)]
 
 
 class Block:
@@ -519,6 +523,12 @@ class Block:
 
     def __len__(self) -> int:
         return len(self.seq)
+
+    @property
+    def nbytes(self) -> int:
+        """About what the block holds in memory: its columns and k-d tree, and its features once decoded."""
+        decoded = "features" in self.__dict__
+        return len(self) * (_BLOCK_ROW_BYTES + (_DECODED_ROW_BYTES if decoded else 0))
 
     @cached_property
     def features(self) -> tuple[OSMFeature, ...]:
@@ -556,19 +566,16 @@ class Window:
 
     @classmethod
     def of(cls, blocks: list[Block], parts: list[tuple[np.ndarray, ...]]) -> Window:
-        """From per-block (points, block position, block rows, chords, seq) arrays."""
+        """From per-block arrays of the pairs found: points, block position, block rows, chords, and the
+        rows' seq, lat and lon."""
         if not parts:
             empty = np.empty(0, np.int64)
             return cls(blocks, empty, empty, np.empty(0), np.empty(0), Pairs.empty())
-        points, block_of, rows, chords, seq = (np.concatenate(column) for column in zip(*parts, strict=True))
+        points, block_of, rows, chords, seq, lats, lons = (np.concatenate(column) for column in
+                                                           zip(*parts, strict=True))
         _, first, window_rows = np.unique(seq, return_index=True, return_inverse=True)  # window rows: seq order
-        order = np.lexsort((window_rows, points))
-        block_of, row_in_block = block_of[first], rows[first]
-        lats, lons = np.empty(len(first)), np.empty(len(first))
-        for position, block in enumerate(blocks):
-            mine = block_of == position
-            lats[mine], lons[mine] = block.index.lats[row_in_block[mine]], block.index.lons[row_in_block[mine]]
-        return cls(blocks, block_of, row_in_block, lats, lons,
+        order = np.argsort(points, kind="stable")
+        return cls(blocks, block_of[first], rows[first], lats[first], lons[first],
                    Pairs(points[order], window_rows[order], chords[order]))
 
     @property
