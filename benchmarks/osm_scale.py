@@ -126,7 +126,8 @@ def photo_manifest(work: Path, nodes: int, count: int) -> Path:
     if not path.exists():
         lats, lons = photo_positions(plan_cities(nodes), count)
         image = REPO.parent / "shared" / "data" / "photos" / "Canon_40D.jpg"
-        path.write_text("path,lat,lon\n" + "".join(f"{image},{a!r},{b!r}\n" for a, b in zip(lats, lons, strict=True)))
+        rows = zip(lats.tolist(), lons.tolist(), strict=True)
+        path.write_text("path,lat,lon\n" + "".join(f"{image},{lat!r},{lon!r}\n" for lat, lon in rows))
     return path
 
 
@@ -232,7 +233,9 @@ def measure(size: int, args: argparse.Namespace) -> dict:
     manifest = photo_manifest(work, size, args.photos)
     row["build_store"] = child(_DATA_BUILD, manifest, store, work / f"data-store-{size}", "store")
     row["features"] = row["build_store"]["features"]
-    print(f"   data build through the store: {row['build_store']['seconds']:.1f} s "
+    assert row["build_store"]["photos"] == args.photos, f"photos skipped: {row['build_store']}"
+    print(f"   data build through the store ({row['build_store']['records']:,} records): "
+          f"{row['build_store']['seconds']:.1f} s "
           f"({row['build_store']['cpu_seconds']:.1f} s CPU; {args.photos / row['build_store']['seconds']:,.0f} "
           "photos/s), peak RSS "
           f"{row['build_store']['peak_rss_mb']:.0f} MB", flush=True)
@@ -249,18 +252,24 @@ def measure(size: int, args: argparse.Namespace) -> dict:
     for name in ("data-store", "data-memory"):
         _remove(work / f"{name}-{size}")
 
-    lats, lons = photo_positions(plan_cities(size), args.photos)
-    row["lookup"] = lookup_figures(store, lats, lons)
-    order = np.lexsort((lons, np.round(lats, 1)))  # by place: consecutive photos share their surroundings
-    row["lookup_sorted"] = lookup_figures(store, lats[order], lons[order])
-    for key, label in (("lookup", "manifest order"), ("lookup_sorted", "sorted by place")):
-        figures = row[key]
-        rate = {name: args.photos / figures[name] for name in ("ours", "tree_against_tree", "baseline", "store_cold")}
-        print(f"   lookup, {label} ({figures['pairs']:,} pairs): ours {rate['ours']:,.0f} photos/s; "
-              f"tree-against-tree {rate['tree_against_tree']:,.0f}; baseline per-photo query_ball_point "
-              f"{rate['baseline']:,.0f} (ours {rate['ours'] / rate['baseline']:.2f}x); store, cold "
-              f"{rate['store_cold']:,.0f}", flush=True)
+    row.update(lookups(size, store, args))
     return row
+
+
+def lookups(size: int, store: Path, args: argparse.Namespace) -> dict:
+    """The lookup alone, photos in manifest order and sorted by place (CPU time, best of three)."""
+    lats, lons = photo_positions(plan_cities(size), args.photos)
+    order = np.lexsort((lons, np.round(lats, 1)))  # by place: consecutive photos share their surroundings
+    figures = {"lookup": lookup_figures(store, lats, lons),
+               "lookup_sorted": lookup_figures(store, lats[order], lons[order])}
+    for key, label in (("lookup", "manifest order"), ("lookup_sorted", "sorted by place")):
+        rate = {name: args.photos / figures[key][name] for name in ("ours", "tree_against_tree", "baseline",
+                                                                    "store_cold")}
+        print(f"   lookup, {label} ({figures[key]['pairs'] / args.photos:,.0f} features per photo): ours "
+              f"{rate['ours']:,.0f} photos/s; tree-against-tree {rate['tree_against_tree']:,.0f}; baseline "
+              f"per-photo query_ball_point {rate['baseline']:,.0f} (ours {rate['ours'] / rate['baseline']:.2f}x); "
+              f"the store's own, cold {rate['store_cold']:,.0f}", flush=True)
+    return figures
 
 
 def _remove(folder: Path) -> None:
@@ -342,6 +351,8 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=10_000, help="photos of each data build and lookup")
     parser.add_argument("--memory-max", default="10M", help="largest extract (nodes) to load into memory (10M)")
     parser.add_argument("--memory-mb", type=int, default=1024, help="the store build's memory budget (1024)")
+    parser.add_argument("--lookup-only", action="store_true",
+                        help="measure the lookup alone, on the stores a previous run left in --work")
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "gaea-osm-scale",
                         help="where the extracts are generated and kept between runs")
     args = parser.parse_args()
@@ -349,6 +360,11 @@ def main() -> None:
     args.largest = max(parse_size(size) for size in args.sizes.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; store budget {args.memory_mb} MB")
+    if args.lookup_only:
+        for size in map(parse_size, args.sizes.split(",")):
+            print(f"\n== {size:,} nodes", flush=True)
+            lookups(size, args.work / f"store-{size}", args)
+        return
     rows = [measure(parse_size(size), args) for size in args.sizes.split(",")]
     (args.work / "results.json").write_text(json.dumps(rows, indent=2))
     summary(rows, args)

@@ -27,6 +27,7 @@ from data_pipeline.lookup import FeatureTable
 from gaea.errors import BadInputError, OSMError
 from gaea.geo import unit_vectors
 from gaea.osm import FeatureStore, LocalOSMSource, OSMSource, build_store, open_osm_source
+from gaea.osm._spatial import _MANY_PAIRS
 from gaea.osm.store import default_store_dir
 from gaea.osm.synthetic import photo_positions, plan_cities, write_extract
 from gaea.types import GeoPoint
@@ -271,4 +272,4 @@ def test_lookup_pairs_are_the_tree_against_tree_pairs_bit_for_bit(generated: Pat
         assert tree_pairs == sorted(zip(pairs.points.tolist(), pairs.rows.tolist(), pairs.chords.tolist(),
                                         strict=True))
         assert np.all(np.diff(pairs.points) >= 0) and len(pairs.points) > 1000
-    assert index._pairs_per_point > 150, "the dense way was taken"
+    assert index._pairs_per_point > _MANY_PAIRS, "the dense way was taken"
