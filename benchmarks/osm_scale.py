@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -121,13 +122,23 @@ def folder_mb(folder: Path) -> float:
 
 
 def photo_manifest(work: Path, nodes: int, count: int) -> Path:
-    """`count` photo positions over the extract's cities (manifest order: spread out), all one real image."""
+    """`count` photo positions over the extract's cities (manifest order: spread out), each a link to one
+    real image under its own name (a build uses a photo listed twice once)."""
     path = work / f"photos-{nodes}-{count}.csv"
     if not path.exists():
         lats, lons = photo_positions(plan_cities(nodes), count)
-        image = REPO.parent / "shared" / "data" / "photos" / "Canon_40D.jpg"
-        rows = zip(lats.tolist(), lons.tolist(), strict=True)
-        path.write_text("path,lat,lon\n" + "".join(f"{image},{lat!r},{lon!r}\n" for lat, lon in rows))
+        images = work / "images"
+        images.mkdir(exist_ok=True)
+        original = images / "original.jpg"
+        if not original.exists():
+            shutil.copyfile(REPO.parent / "shared" / "data" / "photos" / "Canon_40D.jpg", original)
+        lines = []
+        for i, (lat, lon) in enumerate(zip(lats.tolist(), lons.tolist(), strict=True)):
+            link = images / f"photo-{i:06d}.jpg"
+            if not link.exists():
+                os.link(original, link)
+            lines.append(f"{link},{lat!r},{lon!r}\n")
+        path.write_text("path,lat,lon\n" + "".join(lines))
     return path
 
 
@@ -213,8 +224,6 @@ def measure(size: int, args: argparse.Namespace) -> dict:
 
     store = work / f"store-{size}"
     if store.exists():
-        import shutil
-
         shutil.rmtree(store)
     row["store"] = child(_STORE_BUILD, extract, store, args.memory_mb)
     row["store"]["mb"] = folder_mb(store)
@@ -273,8 +282,6 @@ def lookups(size: int, store: Path, args: argparse.Namespace) -> dict:
 
 
 def _remove(folder: Path) -> None:
-    import shutil
-
     shutil.rmtree(folder, ignore_errors=True)
 
 

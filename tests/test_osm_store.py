@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -244,8 +245,12 @@ def test_dataset_built_through_the_store_is_byte_for_byte_the_in_memory_one(shar
     memory = LocalOSMSource.from_file(extract)
     points = query_points(memory, 40, seed=7)
     manifest = tmp_path / "photos.csv"
-    image = shared_data / "photos" / "Canon_40D.jpg"
-    manifest.write_text("path,lat,lon\n" + "".join(f"{image},{p.lat},{p.lon}\n" for p in points))
+    (tmp_path / "images").mkdir()
+    images = [tmp_path / "images" / f"photo-{i}.jpg" for i in range(len(points))]  # a photo is listed once
+    for image in images:
+        shutil.copyfile(shared_data / "photos" / "Canon_40D.jpg", image)
+    manifest.write_text("path,lat,lon\n" + "".join(f"{image},{p.lat},{p.lon}\n"
+                                                    for image, p in zip(images, points, strict=True)))
     outputs = []
     for name, osm in (("memory", extract), ("store", build_store(extract))):
         config = BuildConfig(photos=str(manifest), out=tmp_path / name, osm_file=str(osm), chunk_size=7,
