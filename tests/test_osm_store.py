@@ -239,9 +239,14 @@ def test_store_folder_that_is_not_a_store_is_a_clear_error(tmp_path: Path) -> No
         open_osm_source(tmp_path)
 
 
-def test_dataset_built_through_the_store_is_byte_for_byte_the_in_memory_one(shared_data: Path,
-                                                                             tmp_path: Path) -> None:
+def test_dataset_built_through_the_store_is_byte_for_byte_the_in_memory_one(
+        shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """`data build` of an extract over GAEA_OSM_STORE_MIN_MB builds its store beside it on first use, and
+    reuses it after (here in forked workers, each reading the store with its own file handles)."""
     extract = shared_data / "osm" / "kotka.osm.pbf"
+    large = tmp_path / "osm" / extract.name  # a writable copy: its store goes beside it
+    large.parent.mkdir()
+    shutil.copyfile(extract, large)
     memory = LocalOSMSource.from_file(extract)
     points = query_points(memory, 40, seed=7)
     manifest = tmp_path / "photos.csv"
@@ -252,12 +257,19 @@ def test_dataset_built_through_the_store_is_byte_for_byte_the_in_memory_one(shar
     manifest.write_text("path,lat,lon\n" + "".join(f"{image},{p.lat},{p.lon}\n"
                                                     for image, p in zip(images, points, strict=True)))
     outputs = []
-    for name, osm in (("memory", extract), ("store", build_store(extract))):
+    for name, osm, workers in (("memory", extract, 1), ("store", large, 1), ("store-again", large, 2)):
+        if name.startswith("store"):
+            monkeypatch.setenv("GAEA_OSM_STORE_MIN_MB", "0.1")  # kotka is 0.13 MB
         config = BuildConfig(photos=str(manifest), out=tmp_path / name, osm_file=str(osm), chunk_size=7,
-                             hf_dataset=False, progress=False)
-        build_dataset(config)
+                             workers=workers, hf_dataset=False, progress=False)
+        with caplog.at_level("WARNING"):
+            build_dataset(config)
         outputs.append((tmp_path / name / "qa.jsonl").read_bytes())
-    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") > 100
+        if name == "store":
+            built = (tmp_path / "osm" / "kotka.osm.pbf.gaea-store" / "store.json").stat().st_mtime_ns
+    assert outputs[0] == outputs[1] == outputs[2] and outputs[0].count(b"\n") > 100
+    assert caplog.text.count("building the feature store of") == 1
+    assert (tmp_path / "osm" / "kotka.osm.pbf.gaea-store" / "store.json").stat().st_mtime_ns == built
 
 
 def test_lookup_pairs_are_the_tree_against_tree_pairs_bit_for_bit(generated: Path) -> None:

@@ -86,7 +86,12 @@ def open_osm_source(path: str | Path, *, store: bool | None = None) -> LocalOSMS
     if store is None:
         store = extract.stat().st_size >= get_settings().osm_store_min_mb * 2**20
     if store:
-        return FeatureStore(build_store(extract))
+        target = default_store_dir(extract)
+        if not _holds_store_of(target, extract_identity(extract)):
+            # A country takes long to index: say once what is happening and how to do it ahead of time.
+            log.warning("building the feature store of %s in %s (once; `gaea osm index` builds it ahead)",
+                        extract, target)
+        return FeatureStore(build_store(extract, target))
     return LocalOSMSource.from_file(extract)
 
 
