@@ -240,6 +240,8 @@ def measure(size: int, args: argparse.Namespace) -> dict:
               flush=True)
 
     manifest = photo_manifest(work, size, args.photos)
+    for name in ("data-store", "data-memory"):  # a build left by an interrupted run would only be resumed
+        _remove(work / f"{name}-{size}")
     row["build_store"] = child(_DATA_BUILD, manifest, store, work / f"data-store-{size}", "store")
     row["features"] = row["build_store"]["features"]
     assert row["build_store"]["photos"] == args.photos, f"photos skipped: {row['build_store']}"
