@@ -283,7 +283,7 @@ def nearby_for(source: Any, points: Sequence[GeoPoint], radius_m: float, *,
         window = source.window(lats, lons, radius_m)
         tables = [block.memo(FeatureTable, lambda block=block: FeatureTable(block.features))
                   for block in window.blocks]
-        chunk = FeatureTable.gathered(tables, window.block_of, window.row_in_block, bounds=source.bounds)
+        chunk = FeatureTable.gathered(tables, window.block_of, window.row_in_block, bounds=source.feature_bounds)
         return chunk.nearby_of_pairs(lats, lons, radius_m, window.pairs)
     return FeatureTable.from_results(source.features_many(list(points), radius_m))[1]
 

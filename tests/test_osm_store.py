@@ -84,6 +84,7 @@ def test_store_finds_what_memory_finds_on_every_shared_extract(name: str, shared
     store = FeatureStore(build_store(path))
     assert isinstance(store, OSMSource)
     assert len(store) == len(memory) and store.name == memory.name == f"osm-file:{name}"
+    assert store.bounds == memory.bounds  # the header's box where there is one: points outside are refused alike
     assert_same_as_memory(store, memory, query_points(memory, 120, seed=len(name)), radii=(25.0, 300.0, 20_000.0))
 
 

@@ -4,7 +4,8 @@ around the points asked about.
 A store is a folder::
 
     store.json          the extract's identity (size, modification time, hash of both ends), feature count,
-                        bounds, layout and build figures; written last, so a folder without it is no store
+                        bounds (the features' box, the header's box), layout and build figures; written last,
+                        so a folder without it is no store
     blocks.parquet      one row per block (a row group of a cell file): its file, rows and bounding box
     cells/<h3>.parquet  the features of one H3 cell (resolution 3, ~12,000 km²): the columns the pipeline
                         uses (osm_type, osm_id, name, tags as JSON, lat, lon) plus `seq` (the reading order)
@@ -45,14 +46,15 @@ import numpy as np
 
 from gaea.errors import BadInputError, OSMError
 from gaea.osm._spatial import Pairs, PointIndex, cap_boxes, within_each
-from gaea.osm.extract import checked_extract_path, extract_identity, is_pbf, read_features
+from gaea.osm.extract import checked_extract_path, extract_identity, header_bounds, is_pbf, read_features
 from gaea.osm.features import OSMFeature
 from gaea.osm.local import LocalOSMSource, RadiusSearch, found_features
+from gaea.osm.source import Bounds
 from gaea.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: the header box of the extract ("header_bounds")
 MANIFEST, BLOCKS, CELLS = "store.json", "blocks.parquet", "cells"
 CELL_RESOLUTION = 3  # H3 resolution of a cell file
 FINE_RESOLUTION = 15  # H3 resolution of the sort key
@@ -225,6 +227,7 @@ def _write_store(extract: Path, identity: dict, work: Path, memory_mb: int, prog
         "source": str(extract),
         "features": features.count,
         "bounds": features.bounds,
+        "header_bounds": _box_of(header_bounds(extract)),
         "cells": len(set(blocks["file"])),
         "blocks": len(blocks["file"]),
         "layout": {"cell_resolution": CELL_RESOLUTION, "fine_resolution": FINE_RESOLUTION, "block_rows": BLOCK_ROWS},
@@ -397,6 +400,10 @@ class _CellFiles:
         self._groups += 1
 
 
+def _box_of(bounds: Bounds | None) -> list[float] | None:
+    return None if bounds is None else [bounds.south, bounds.west, bounds.north, bounds.east]
+
+
 def _write_table(path: Path, columns: dict[str, list]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -433,8 +440,12 @@ class FeatureStore(RadiusSearch):
             raise BadInputError(f"{self.path} holds a feature store of format {self.manifest.get('format')}, "
                                 f"not {FORMAT}; rebuild it with `gaea osm index`")
         self.name = f"osm-file:{self.manifest['extract']['name']}"
-        bounds = self.manifest["bounds"]
-        self.bounds: tuple[float, float, float, float] | None = tuple(bounds) if bounds else None
+        box = self.manifest["bounds"]
+        #: The box around the features ([min lat, min lon, max lat, max lon]; None: no features).
+        self.feature_bounds: tuple[float, float, float, float] | None = tuple(box) if box else None
+        #: The area covered, as the in-memory source says it: the extract's header box, else the features' box.
+        declared = self.manifest["header_bounds"] or box
+        self.bounds = Bounds(*declared) if declared else None
         blocks = pq.read_table(self.path / BLOCKS).to_pydict()
         self._files = [self.path / CELLS / f"{cell}.parquet" for cell in blocks["file"]]
         self._groups = blocks["group"]
