@@ -330,11 +330,14 @@ def test_a_candidate_list_with_a_final_choice_gives_the_choice() -> None:
         ("Japan, Osaka", 34.69, 135.50, "JP"),
         ("This is not Paris, France; it is Brussels, Belgium.", 50.85, 4.35, "BE"),
         ("Probably San Francisco, California.", 37.77, -122.42, "US"),
+        ("My best guess: somewhere in rural Kenya.", -1.28, 36.82, "KE"),
+        ("It was taken in north-eastern Brazil.", -15.78, -47.93, "BR"),
+        ("It is in South Africa.", -25.74, 28.19, "ZA"),
     ],
     ids=["petra", "kansas-city-mo", "kansas-city-ks", "country-after-is", "country-alone", "city-after-marker",
          "city-in-country", "endonym", "no-comma", "taken-in-city", "landmark-then-city", "region-country",
          "country-then-bracket", "lower-case", "country-first", "negated-then-answer",
-         "city-region"],
+         "city-region", "in-rural-country", "in-part-of-country", "capitalised-compass-word-is-the-name"],
 )  # fmt: skip
 def test_place_only_answers_are_geocoded_offline_to_the_right_place(text: str, lat: float, lon: float, code: str):
     parsed = _read(text)

@@ -35,7 +35,15 @@ _CONTINENT_WORDS = frozenset(name_key(name) for name in CONTINENT_NAMES.values()
     "europe", "asia", "africa", "america", "americas", "oceania", "latin america", "middle east",
     "scandinavia", "balkans", "caribbean", "mediterranean",
 }  # fmt: skip
-_IN_COUNTRY = re.compile(r"(?i:\bin|\bcountry is)\s+((?:the\s+)?[A-Z][\w'.-]*(?:\s+(?:and|of|the|[A-Z][\w'.-]*)){0,4})")
+# "in rural Kenya", "in north-eastern Brazil": words that place the answer within the country; lower case
+# only, since a capitalised one is part of the name ("South Africa", "North Macedonia").
+_WITHIN = (
+    r"(?:(?:rural|urban|coastal|inland|mainland|remote|central|(?:north|south)(?:-?(?:east|west))?(?:ern)?|"
+    r"east(?:ern)?|west(?:ern)?|upstate|the\s+(?:north|south|east|west|center|centre|interior)\s+of)\s+)*"
+)
+_IN_COUNTRY = re.compile(
+    r"(?i:\bin|\bcountry is)\s+" + _WITHIN + r"((?:the\s+)?[A-Z][\w'.-]*(?:\s+(?:and|of|the|[A-Z][\w'.-]*)){0,4})"
+)
 _LIST_AFTER = re.compile(r"\s*(?:,\s*|/\s*|,?\s*(?:or|and|nor)\s+)(?:possibly\s+|perhaps\s+|maybe\s+)?(?:the\s+)?")
 _OR = re.compile(r"(?i)\bor\b|/")
 _NEGATED = re.compile(r"(?i)\b(?:not|n't|never|nowhere)\s+(?:\w+\s+)?\Z")
