@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from geopy.distance import geodesic
 
+from eval.compare import compare_table
 from eval.geo_eval import evaluate, read_predictions, read_truth, same_city, same_country
 from gaea.cli import main
 from gaea.errors import BadInputError
@@ -114,6 +115,8 @@ def test_geo_cli_writes_results_plot_and_table(im2gps3k, tmp_path):
     assert (out / "distance_cdf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "2500km" in (out / "results.md").read_text()
     assert sum(1 for _ in open(out / "samples.jsonl")) == 2997
+    table = compare_table([out, out])  # a run without a judge: no judge columns filled
+    assert "| acc @ 25 km (%) |" in table and "| city % (LLM judge) | - | - |" in table
 
 
 def test_city_and_country_accuracy_from_text_predictions(shared_data, tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eval.compare import compare_table
 from eval.geo_judge import GAEA_SYSTEM, gaea_question, parse_score
 from gaea import geo
 from gaea.cli import main
@@ -290,6 +291,8 @@ def test_gaea_judge_asks_gaeas_question_and_does_gaeas_arithmetic(shared_data, t
     assert verdict["counts"]["city_scored"] == len(city_scores)
     assert "sk-judge-only" not in (out / "results.json").read_text() + (out / "run.json").read_text()
     assert "GAEA's question" in (out / "results.md").read_text()
+    city_by_judge = f"| city % (LLM judge) | {verdict['city_accuracy']:.1f} |"
+    assert city_by_judge in compare_table([out])
 
 
 def test_judge_options_go_together(shared_data, tmp_path, capsys):
