@@ -10,7 +10,25 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+#: The photo the chat benchmarks ask about, and their question.
+PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "DSCN0010.jpg"
+QUESTION = "Where was this photo taken?"
 CONTENT_TYPES = {".json": "application/json", ".xml": "application/osm3s+xml"}
+
+
+@contextlib.contextmanager
+def loopback_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """`handler` served on 127.0.0.1 (a free port: ``server.server_address[1]``) in a thread, shut down on exit
+    even when the caller fails; the one such server of the benchmarks and the tests."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @dataclass
@@ -41,16 +59,9 @@ def saved_answer_server(answer: Path) -> Iterator[SavedAnswerServer]:
         def log_message(self, format: str, *args: object) -> None:  # keep the benchmark's output readable
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = SavedAnswerServer(url=f"http://127.0.0.1:{httpd.server_address[1]}/api/interpreter")
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with loopback_http_server(Handler) as httpd:
+        state = SavedAnswerServer(url=f"http://127.0.0.1:{httpd.server_address[1]}/api/interpreter")
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 #: How a loopback chat server answers one request: given the request's path and headers, the status, the

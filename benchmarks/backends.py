@@ -28,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks._common import PHOTO, QUESTION  # noqa: E402
 from gaea.images import load_image  # noqa: E402
 from gaea.models.backends.openai_compat import OpenAIBackend  # noqa: E402
 from gaea.models.backends.transformers_backend import TransformersBackend  # noqa: E402
@@ -35,8 +36,6 @@ from gaea.models.serving import loopback_transformers_server  # noqa: E402
 from gaea.models.tiny import build_tiny_vlm  # noqa: E402
 from gaea.types import GenerationParams, Message  # noqa: E402
 
-PHOTO = REPO_ROOT.parent / "shared" / "data" / "photos" / "DSCN0010.jpg"
-QUESTION = "Where was this photo taken?"
 TARGET_RATIO = 1.10
 
 

@@ -31,14 +31,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks._common import PHOTO, QUESTION  # noqa: E402
 from gaea.images import load_image  # noqa: E402
 from gaea.models.backends import load_backend  # noqa: E402
 from gaea.models.serving import ServerProcess, free_port  # noqa: E402
 from gaea.models.tiny import build_tiny_vlm  # noqa: E402
 from gaea.types import GenerationParams  # noqa: E402
 
-PHOTO = REPO_ROOT.parent / "shared" / "data" / "photos" / "DSCN0010.jpg"
-QUESTION = "Where was this photo taken?"
 TARGET_OVERHEAD = 0.10
 
 

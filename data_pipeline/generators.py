@@ -265,11 +265,15 @@ def _options(state: _Photo, answer: str, candidates: Sequence[str]) -> list[str]
 # ---------------------------------------------------------------------------------------------- MCQ
 
 
+def _one_of(state: _Photo, candidates: Sequence[Any]) -> Any:
+    """One of `candidates` drawn with the photo's generator, or None when there is none."""
+    return state.rng.choice(candidates) if candidates else None
+
+
 def _mcq_nearby_category(state: _Photo) -> QARecord | None:
-    candidates = state.notable
-    if not candidates:
+    item = _one_of(state, state.notable)
+    if item is None:
         return None
-    item = state.rng.choice(candidates)
     options = _options(state, item.label, state.absent_labels)
     if options is None:
         return None
@@ -279,10 +283,9 @@ def _mcq_nearby_category(state: _Photo) -> QARecord | None:
 
 
 def _mcq_feature_kind(state: _Photo) -> QARecord | None:
-    candidates = state.notable_named
-    if not candidates:
+    item = _one_of(state, state.notable_named)
+    if item is None:
         return None
-    item = state.rng.choice(candidates)
     options = _options(state, item.label, DISTRACTOR_WORDS)
     if options is None:
         return None
@@ -317,38 +320,29 @@ def _mcq_closest_named(state: _Photo) -> QARecord | None:
     return _record(state, "closest_named", "MCQ", question, chosen[0].name, evidence, options)
 
 
-def _mcq_country(state: _Photo) -> QARecord | None:
-    context = state.context
-    if not context.country:
-        return None
-    options = _options(state, context.country, country_candidates(context.country_code))
-    if options is None:
-        return None
-    question = "In which country was this photo taken?"
-    return _record(state, "country", "MCQ", question, context.country, [context.fact("country")], options)
+def _mcq_fact(kind: str, question: str, candidates: Callable[[PlaceContext], Sequence[str]],
+              evidence: tuple[str, ...]) -> Callable[[_Photo], QARecord | None]:
+    """An MCQ whose answer is the `kind` fact of the photo's place, the wrong options drawn from `candidates`."""
+
+    def template(state: _Photo) -> QARecord | None:
+        context = state.context
+        answer = getattr(context, kind)
+        if not answer:
+            return None
+        options = _options(state, answer, candidates(context))
+        if options is None:
+            return None
+        return _record(state, kind, "MCQ", question, answer, [context.fact(name) for name in evidence], options)
+
+    return template
 
 
-def _mcq_city(state: _Photo) -> QARecord | None:
-    context = state.context
-    if not context.city:
-        return None
-    options = _options(state, context.city, context.nearby_cities)
-    if options is None:
-        return None
-    question = "Which city or town is nearest to where this photo was taken?"
-    evidence = [context.fact("city"), context.fact("country")]
-    return _record(state, "city", "MCQ", question, context.city, evidence, options)
-
-
-def _mcq_continent(state: _Photo) -> QARecord | None:
-    context = state.context
-    if not context.continent:
-        return None
-    options = _options(state, context.continent, continent_candidates(context.continent))
-    if options is None:
-        return None
-    question = "On which continent was this photo taken?"
-    return _record(state, "continent", "MCQ", question, context.continent, [context.fact("continent")], options)
+_mcq_country = _mcq_fact("country", "In which country was this photo taken?",
+                         lambda context: country_candidates(context.country_code), ("country",))
+_mcq_city = _mcq_fact("city", "Which city or town is nearest to where this photo was taken?",
+                      lambda context: context.nearby_cities, ("city", "country"))
+_mcq_continent = _mcq_fact("continent", "On which continent was this photo taken?",
+                           lambda context: continent_candidates(context.continent), ("continent",))
 
 
 # ---------------------------------------------------------------------------------------------- TF
@@ -360,10 +354,9 @@ def _statement(state: _Photo, template: str, text: str, truth: bool, evidence: l
 
 
 def _tf_category_present(state: _Photo) -> QARecord | None:
-    candidates = state.notable
-    if not candidates:
+    item = _one_of(state, state.notable)
+    if item is None:
         return None
-    item = state.rng.choice(candidates)
     text = f"there is {with_article(item.label)} within {state.radius_text} of where this photo was taken."
     return _statement(state, "category_present", text, True, [_feature_evidence(state, item, [item.key])])
 
@@ -434,20 +427,18 @@ def _tf_continent(truth: bool) -> Callable[[_Photo], QARecord | None]:
 
 def _svqa_nearest_name(state: _Photo) -> QARecord | None:
     # Only categories whose nearest member has a name: "the nearest cafe" must be that cafe.
-    candidates = [item for item in state.notable if item.name]
-    if not candidates:
+    item = _one_of(state, [item for item in state.notable if item.name])
+    if item is None:
         return None
-    item = state.rng.choice(candidates)
     question = f"What is the name of the nearest {item.label} to where this photo was taken?"
     return _record(state, "nearest_name", "SVQA", question, item.name,
                    [_feature_evidence(state, item, [item.key, "name"])])
 
 
 def _svqa_nearest_distance(state: _Photo) -> QARecord | None:
-    candidates = state.notable
-    if not candidates:
+    item = _one_of(state, state.notable)
+    if item is None:
         return None
-    item = state.rng.choice(candidates)
     question = f"About how far from where this photo was taken is the nearest {item.label}?"
     answer = _distance_text(item.distance_m).capitalize() + "."
     return _record(state, "nearest_distance", "SVQA", question, answer, [_feature_evidence(state, item, [item.key])])

@@ -18,8 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from benchmarks._common import loopback_http_server
 from gaea.models.serving import LOOPBACK as HOST
 from gaea.models.serving import free_port
 from gaea.models.serving import loopback_transformers_server as transformers_serve
@@ -96,16 +97,9 @@ def scripted_http_server(replies: list[Reply]) -> Iterator[ScriptedServer]:
         def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
             pass
 
-    server = ThreadingHTTPServer((HOST, 0), Handler)
-    server_state.base_url = f"http://{HOST}:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_http_server(Handler) as server:
+        server_state.base_url = f"http://{HOST}:{server.server_address[1]}/v1"
         yield server_state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def sse(*events: str) -> str:
@@ -173,15 +167,8 @@ def recording_openai_server(answer: str | Callable[[dict], str] = "Arezzo, Italy
         def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
             pass
 
-    server = ThreadingHTTPServer((HOST, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_http_server(Handler) as server:
         yield f"http://{HOST}:{server.server_address[1]}/v1", requests
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_data_pipeline import build, photo_folder, points_inside
 
+from benchmarks._common import loopback_http_server
 from data_pipeline.export import export_dataset
 from data_pipeline.rewrite import QuestionRewriter, accept_paraphrase
 from gaea.cli import main
@@ -114,13 +114,9 @@ class _Paraphraser(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def paraphraser() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Paraphraser)
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with loopback_http_server(_Paraphraser) as server:
+        server.requests = []
+        yield server
 
 
 def test_rewrite_paraphrases_questions_and_keeps_answers(tmp_path, shared_data: Path, paraphraser) -> None:

@@ -12,12 +12,13 @@ import math
 import threading
 import unicodedata
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks._common import loopback_http_server
 from eval.compare import compare_table
 from eval.geo_judge import GAEA_SYSTEM, gaea_question, parse_score
 from gaea import geo
@@ -235,15 +236,9 @@ def scripted_judge(unreadable_for: set[str]) -> Iterator[dict]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    seen["base_url"] = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
+    with loopback_http_server(Handler) as server:
+        seen["base_url"] = f"http://127.0.0.1:{server.server_address[1]}/v1"
         yield seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _text(content: object) -> str:

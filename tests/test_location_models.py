@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import s2sphere
 import torch
 
 from finetune.location import LocationData, load_train_config, train_location_model
 from gaea.errors import BadInputError, ConfigError
 from gaea.geo.distance import THRESHOLDS_KM, accuracy_at, haversine_km, threshold_key
 from gaea.location import SphericalHarmonics, evaluate_predictions, load_location_model
-from gaea.location.s2cells import build_cell_tree, is_valid_chain, point_cells
+from gaea.location.s2cells import build_cell_tree, point_cells
 from gaea.location.synthetic import SYNTHETIC_ENCODER, read_coordinates, synthetic_benchmark, trivial_predictions
 from gaea.retrieval.gallery import Gallery
 
@@ -451,3 +452,11 @@ def test_gaea_locate_with_a_location_model_records_its_candidates(photos_dir: Pa
     code, _, stderr = gaea(capsys, "locate", "--base-url", "http://127.0.0.1:9/v1", "--k-candidates", "3",
                            str(photos_dir / "DSCN0010.jpg"))
     assert code == 2 and "--k-candidates applies with --location-model" in stderr
+
+
+def is_valid_chain(cell_ids: np.ndarray, path: list[int]) -> bool:
+    """Whether each cell of ``path`` (node numbers into ``cell_ids``) is an S2 descendant of the one before,
+    checked by s2sphere itself."""
+    cells = [s2sphere.CellId(int(np.int64(cell_ids[node]).view(np.uint64))) for node in path]
+    return all(parent.level() < child.level() and child.parent(parent.level()) == parent
+               for parent, child in zip(cells, cells[1:], strict=False))

@@ -135,14 +135,6 @@ def paths_to_leaves(parents: np.ndarray, leaves: np.ndarray, depth: int) -> np.n
     return chains
 
 
-def is_valid_chain(cell_ids: np.ndarray, path: list[int]) -> bool:
-    """Whether each cell of ``path`` (node numbers into ``cell_ids``) is an S2 descendant of the one before,
-    checked by s2sphere itself."""
-    cells = [s2sphere.CellId(int(np.int64(cell_ids[node]).view(np.uint64))) for node in path]
-    return all(parent.level() < child.level() and child.parent(parent.level()) == parent
-               for parent, child in zip(cells, cells[1:], strict=False))
-
-
 def _centre(cell_id: int) -> tuple[float, float]:
     centre = s2sphere.CellId(int(np.int64(cell_id).view(np.uint64))).to_lat_lng()
     return centre.lat().degrees, centre.lng().degrees
