@@ -60,6 +60,8 @@ def export_dataset(dataset_dir: str | Path, fmt: str, out_file: str | Path) -> i
     if fmt not in FORMATS:
         raise BadInputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     dataset_dir, out_file = Path(dataset_dir), Path(out_file)
+    if next(dataset_records(dataset_dir), None) is None:  # an empty training file would only fail later
+        raise BadInputError(f"{dataset_dir}: the dataset holds no record (see its skipped.jsonl); nothing exported")
     if fmt == "parquet":
         return _export_parquet(dataset_dir, out_file)
     make_row = llava_row if fmt == "llava" else messages_row

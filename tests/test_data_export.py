@@ -86,6 +86,13 @@ def test_export_of_a_non_dataset_is_a_clear_error(tmp_path: Path) -> None:
         export_dataset(tmp_path, "llava", tmp_path / "x.jsonl")
 
 
+@pytest.mark.parametrize("fmt", ["llava", "parquet"])
+def test_export_of_an_empty_dataset_is_an_error_and_writes_nothing(tmp_path: Path, fmt: str, capsys) -> None:
+    (tmp_path / "qa.jsonl").write_text("")
+    assert main(["data", "export", "--in", str(tmp_path), "--format", fmt, "--out", str(tmp_path / "x")]) == 2
+    assert "holds no record" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 # ---------------------------------------------------------------------------------------------- rewriting
 
 
