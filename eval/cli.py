@@ -209,6 +209,11 @@ def _check_ids_match(args: argparse.Namespace, truths: list[Any], guesses: dict[
             f"no id of {args.predictions} ({len(guesses)} rows, e.g. {_sample(list(guesses))}) is an id of "
             f"{args.truth} ({len(truth_ids)} rows, e.g. {_sample(truth_ids)}): are they the same benchmark?"
         )
+    usable = [guesses[truth_id] for truth_id in matched if not guesses[truth_id].error or guesses[truth_id].answer]
+    if not usable:
+        first = next(guesses[truth_id] for truth_id in truth_ids if truth_id in matched)
+        raise BadInputError(f"{args.predictions}: none of its {len(matched)} rows of ground-truth ids gives a "
+                            f"usable prediction (e.g. {first.id!r}: {first.error})")
     unknown = [guess_id for guess_id in guesses if guess_id not in matched]
     if unknown:
         warn(args, f"{len(unknown)} of the {len(guesses)} ids of {args.predictions} are not in {args.truth} and "

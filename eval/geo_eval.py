@@ -156,8 +156,16 @@ def read_predictions(path: str | Path) -> dict[str, Guess]:
         elif named:
             guesses[row_id] = _guess_from_names(row_id, city, country)
         else:
-            guesses[row_id] = Guess(row_id, error="no prediction")
+            guesses[row_id] = Guess(row_id, error=_no_point(row, columns) if has_coordinates else "no prediction")
     return guesses
+
+
+def _no_point(row: dict[str, str], columns: dict[str, str]) -> str:
+    """Why a row's lat / lon cells give no point: empty, or what they hold ("true", "95", "nan")."""
+    lat, lon = ((row.get(columns[axis]) or "").strip() for axis in ("lat", "lon"))
+    if not lat and not lon:
+        return "no prediction"
+    return f"no usable coordinates: lat {lat!r}, lon {lon!r} (numbers within -90..90 and -180..180)"
 
 
 def _guess_from_names(item_id: str, city: str, country: str) -> Guess:

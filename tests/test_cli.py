@@ -325,6 +325,24 @@ def test_eval_geo_predictions_matching_no_truth_id_is_an_error(tmp_path: Path) -
     assert not (tmp_path / "r").exists()
 
 
+def test_eval_geo_predictions_without_one_usable_row_is_an_error(tmp_path: Path) -> None:
+    truth = write_csv(tmp_path / "truth.csv", "IMG_ID,LAT,LON", ["a.jpg,43.46,11.88", "b.jpg,48.85,2.35", "c.jpg,1,2"])
+    predictions = write_csv(tmp_path / "preds.csv", "id,lat,lon", ["a.jpg,true,11.8", "b.jpg,95,2", "c.jpg,nan,inf"])
+    result = gaea("eval", "geo", "--truth", str(truth), "--predictions", str(predictions), "--out", str(tmp_path / "r"))
+    one_line_error(result, "gaea eval geo", f"{predictions}: none of its 3 rows of ground-truth ids gives a usable "
+                   "prediction (e.g. 'a.jpg': no usable coordinates: lat 'true', lon '11.8'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_geo_says_why_a_prediction_row_is_unusable(tmp_path: Path) -> None:
+    from eval.geo_eval import read_predictions
+
+    predictions = write_csv(tmp_path / "preds.csv", "id,lat,lon", ["a.jpg,true,11.8", "b.jpg,,", "c.jpg,43.4,11.8"])
+    guesses = read_predictions(predictions)
+    assert guesses["a.jpg"].error.startswith("no usable coordinates: lat 'true', lon '11.8'")
+    assert guesses["b.jpg"].error == "no prediction" and guesses["c.jpg"].error is None
+
+
 def test_eval_geo_warns_about_prediction_ids_not_in_the_truth(shared_data: Path, tmp_path: Path) -> None:
     truth = shared_data / "photos" / "expected_gps.csv"
     predictions = write_csv(tmp_path / "preds.csv", "id,prediction", ['DSCN0010.jpg,"Arezzo, Italy"', "x.jpg,Rome"])
