@@ -333,11 +333,19 @@ def test_a_candidate_list_with_a_final_choice_gives_the_choice() -> None:
         ("My best guess: somewhere in rural Kenya.", -1.28, 36.82, "KE"),
         ("It was taken in north-eastern Brazil.", -15.78, -47.93, "BR"),
         ("It is in South Africa.", -25.74, 28.19, "ZA"),
+        ("This photo was likely taken in a rural part of Kenya.", -1.28, 36.82, "KE"),
+        ("I believe this is somewhere in the countryside of Kenya.", -1.28, 36.82, "KE"),
+        ("This looks like rural Kenya.", -1.28, 36.82, "KE"),
+        ("Best guess: rural Kenya", -1.28, 36.82, "KE"),
+        ("Probably Kenya.", -1.28, 36.82, "KE"),
+        ("Most likely: Kenya (rural area).", -1.28, 36.82, "KE"),
     ],
     ids=["petra", "kansas-city-mo", "kansas-city-ks", "country-after-is", "country-alone", "city-after-marker",
          "city-in-country", "endonym", "no-comma", "taken-in-city", "landmark-then-city", "region-country",
          "country-then-bracket", "lower-case", "country-first", "negated-then-answer",
-         "city-region", "in-rural-country", "in-part-of-country", "capitalised-compass-word-is-the-name"],
+         "city-region", "in-rural-country", "in-part-of-country", "capitalised-compass-word-is-the-name",
+         "in-a-part-of-country", "in-the-countryside-of", "lead-in-then-rural", "marker-then-rural", "hedged-alone",
+         "hedge-with-colon"],
 )  # fmt: skip
 def test_place_only_answers_are_geocoded_offline_to_the_right_place(text: str, lat: float, lon: float, code: str):
     parsed = _read(text)

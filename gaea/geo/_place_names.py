@@ -37,10 +37,16 @@ _CONTINENT_WORDS = frozenset(name_key(name) for name in CONTINENT_NAMES.values()
 }  # fmt: skip
 # "in rural Kenya", "in north-eastern Brazil": words that place the answer within the country; lower case
 # only, since a capitalised one is part of the name ("South Africa", "North Macedonia").
-_WITHIN = (
-    r"(?:(?:rural|urban|coastal|inland|mainland|remote|central|(?:north|south)(?:-?(?:east|west))?(?:ern)?|"
-    r"east(?:ern)?|west(?:ern)?|upstate|the\s+(?:north|south|east|west|center|centre|interior)\s+of)\s+)*"
+_QUALIFIER = (
+    r"(?:rural|urban|coastal|inland|mainland|remote|central|upstate|(?:north|south)(?:-?(?:east|west))?(?:ern)?|"
+    r"east(?:ern)?|west(?:ern)?)\s+"
 )
+_WITHIN = (
+    rf"(?:{_QUALIFIER}|(?:a|the)\s+(?:{_QUALIFIER})*(?:parts?|region|area|countryside|outskirts|north|south|east|"
+    r"west|cent(?:er|re)|interior|heart)\s+of\s+)*"
+)
+# "Probably Kenya.", "Most likely: Kenya": a hedge before a name standing alone.
+_HEDGED = r"(?:(?i:most\s+likely|probably|likely|possibly|perhaps|maybe|somewhere\s+in)\s*[:,]?\s+)?"
 _IN_COUNTRY = re.compile(
     r"(?i:\bin|\bcountry is)\s+" + _WITHIN + r"((?:the\s+)?[A-Z][\w'.-]*(?:\s+(?:and|of|the|[A-Z][\w'.-]*)){0,4})"
 )
@@ -335,11 +341,12 @@ _LEAD_IN = re.compile(
 _TAKEN_IN = re.compile(r"(?i)\b(?:taken|located|situated|photographed|shot|captured)\s+(?:in|at)\s+")
 _LARGE_CITY = 100_000
 _NAME_ALONE = re.compile(
-    r"\s*(?:is\s+|would\s+be\s+|[:=-]\s*)?(?:in\s+)?(?P<name>(?:[A-Z][\w'.-]*\s*){1,5})(?=[.!,;()\n]|$)"
+    r"\s*(?:is\s+|would\s+be\s+|[:=-]\s*)?" + _HEDGED + r"(?:in\s+)?" + _WITHIN
+    + r"(?P<name>(?:[A-Z][\w'.-]*\s*){1,5})(?=[.!,;()\n]|$)"
 )
 # An answer that is nothing but a name ("Kenya", "Nigeria (Lagos)"), not one that opens with a word that
 # happens to be a place ("Temple, mosque and market suggest Turkey").
-_WHOLE_ANSWER = re.compile(r"\s*(?P<name>(?:[A-Z][\w'.-]*\s*){1,5}?)\s*[.!]?\s*(?:\(|\n|$)")
+_WHOLE_ANSWER = re.compile(r"\s*" + _HEDGED + _WITHIN + r"(?P<name>(?:[A-Z][\w'.-]*\s*){1,5}?)\s*[.!]?\s*(?:\(|\n|$)")
 # The whole answer "Country, City" ("Japan, Osaka"), the other order.
 _COUNTRY_FIRST = re.compile(r"\s*(?P<country>[A-Z][^,\n]{1,40}?)\s*,\s*(?P<city>[A-Z][^,\n]{1,40}?)\s*[.!]?\s*$")
 
