@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from gaea import geo
-from gaea.errors import BackendError, BackendUnreachableError, BadInputError, NoLocationError
+from gaea.errors import BackendError, BackendUnreachableError, BadInputError
 from gaea.images import load_image
 from gaea.sources import Row, open_source
 
@@ -437,7 +437,7 @@ def locate_worker(locate: Callable[[Any], Any], images: dict[str, Path]) -> Call
             prediction = locate(image)
         except BackendUnreachableError:
             raise
-        except (BackendError, BadInputError, NoLocationError) as error:
+        except (BackendError, BadInputError) as error:
             return asdict(Guess(truth.id, error=f"model: {error}"))
         return asdict(guess_from_prediction(truth.id, prediction))
 

@@ -30,14 +30,14 @@ import numpy as np
 from PIL import Image
 
 from gaea import prompts
-from gaea.errors import BadInputError, ConfigError, NoLocationError
+from gaea.errors import BadInputError, ConfigError
 from gaea.geo import haversine_km, parse_location
 from gaea.images import load_image
 from gaea.jsontext import json_values
 from gaea.models.backends import Backend
 from gaea.ranking import DEDUPE_KM, MedianRanker, gather_candidates, parse_sources
 from gaea.ranking.candidates import LMM_SAMPLE
-from gaea.types import Candidate, GenerationParams, GeoPoint, Message, Neighbor, Prediction
+from gaea.types import Candidate, GenerationParams, Message, Neighbor, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -269,14 +269,6 @@ def parse_prediction(raw: str) -> Prediction:
     reasoning = _json_field(raw, "reasoning") or raw.strip()
     return Prediction(lat=parsed.lat, lon=parsed.lon, city=parsed.city, country=parsed.country,
                       reasoning=reasoning, raw=raw)
-
-
-def require_location(prediction: Prediction) -> GeoPoint:
-    """The predicted point, or a NoLocationError quoting the answer that named none."""
-    if prediction.point is None:
-        excerpt = " ".join(prediction.raw.split())[:200]
-        raise NoLocationError(f"the model's answer names no usable location: {excerpt!r}")
-    return prediction.point
 
 
 def _chosen(ranking: Sequence[Candidate], samples: Sequence[Prediction]) -> Prediction:

@@ -25,10 +25,6 @@ class OSMError(GaeaError, RuntimeError):
     """OpenStreetMap data could not be read or queried."""
 
 
-class NoLocationError(GaeaError, ValueError):
-    """A model answer contains no usable location."""
-
-
 class RunInUseError(GaeaError, RuntimeError):
     """A run directory is held by another process (a second run into it must not write)."""
 
