@@ -10,16 +10,18 @@ The loss of one photo with candidates at distances d_1 < d_2 < ... < d_n from th
   first), under the score gaps s_i - s_j, so the score gap grows with the distance gap;
 - total: first + ``rank_second_order_weight`` x second.
 
-Each optimizer step is one photo with up to ``rank_candidates`` of its candidates. The run writes into
-``output_dir``: ``final/`` (the ranker: `gaea.ranking.trained.TrainedRanker.load`), ``metrics.json`` (the loss
-of every step, held-out ranking accuracy against chance) and ``finetune_config.yaml``.
+Each sample is one photo with up to ``rank_candidates`` of its candidates. The run is the fine-tuning
+Trainer's (`RankTrainer`), so it checkpoints every ``save_steps`` into ``output_dir/checkpoint-N/`` (the ranker's
+adapter and head, optimizer, schedule, random state), resumes from one with ``resume_from_checkpoint`` (a folder
+or ``last``) exactly where an uninterrupted run would be, and logs to ``report_to`` (TensorBoard:
+``output_dir/runs/``). It writes ``final/`` (the ranker: `gaea.ranking.trained.TrainedRanker.load`),
+``metrics.json`` (the logged losses, held-out ranking accuracy against chance) and ``finetune_config.yaml``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ import torch
 import yaml
 
 from finetune.config import FinetuneConfig
+from finetune.train import GaeaTrainer
 from gaea.errors import BadInputError, ConfigError
 from gaea.io import atomic_write_json, atomic_write_text, read_jsonl
 from gaea.types import Candidate, Neighbor
@@ -126,18 +129,47 @@ def check_rank_config(config: FinetuneConfig) -> None:
     """What --task rank needs from the shared fine-tuning settings."""
     if not config.use_lora:
         raise ConfigError("--task rank trains a LoRA adapter and a scalar head: set use_lora true")
-    if config.resume_from_checkpoint:
-        raise ConfigError("--task rank runs train in one go (minutes for a ranking set): resume_from_checkpoint "
-                          "does not apply; rerun with --overwrite semantics by choosing a new output_dir")
     if config.rank_candidates < 2:
         raise ConfigError(f"rank_candidates {config.rank_candidates}: ranking needs at least 2 candidates per photo")
 
 
-def train_ranker(config: FinetuneConfig) -> Any:
-    """Train as `config` says (``task: rank``); returns a `finetune.train.TrainResult`."""
+class RankTrainer(GaeaTrainer):
+    """The fine-tuning Trainer (its optimizer groups, schedule, checkpoints, resumption and loggers) on ranking
+    photos: each sample is one photo's index, its loss the multi-order loss of its candidates' scores, and a
+    checkpoint (like ``final/``) holds the ranker's adapter and head rather than the whole model."""
+
+    def __init__(self, *args: Any, items: list[RankingItem], config: FinetuneConfig, settings: dict[str, Any],
+                 **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.items, self.rank_config, self.settings = items, config, settings
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        losses = []
+        for index in inputs["index"].tolist():
+            scores, distances = item_scores(model, self.processing_class, self.items[index], self.rank_config)
+            losses.append(multi_order_loss(scores, distances,
+                                           second_order_weight=self.rank_config.rank_second_order_weight))
+        loss = torch.stack(losses).mean()
+        return (loss, None) if return_outputs else loss
+
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        from gaea.ranking.trained import save_ranker
+
+        save_ranker(self.model, self.processing_class, self.settings, output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        from gaea.ranking.trained import load_weights
+
+        load_weights(model or self.model, resume_from_checkpoint)
+
+
+def train_ranker(config: FinetuneConfig, *, callbacks: list[Any] | None = None) -> Any:
+    """Train as `config` says (``task: rank``), resuming from ``resume_from_checkpoint``; returns a
+    `finetune.train.TrainResult`."""
     from finetune.model import load_base_model, load_processor, prepare_model
-    from finetune.train import FINAL_DIR, TrainResult
-    from gaea.ranking.trained import PairScorer, save_ranker
+    from finetune.train import FINAL_DIR, TrainResult, resolve_checkpoint, training_arguments
+    from gaea.ranking.trained import PairScorer
     from gaea.runs import RunLock
 
     check_rank_config(config)
@@ -154,70 +186,35 @@ def train_ranker(config: FinetuneConfig) -> Any:
         processor = load_processor(config)
         scorer = PairScorer(prepare_model(load_base_model(config), config))
         scorer.head.float()
-        trainable = [p for p in scorer.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-        total = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * len(train_items))
         atomic_write_text(output_dir / "finetune_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-        def loss_of(item: RankingItem) -> torch.Tensor:
-            scores, distances = item_scores(scorer, processor, item, config)
-            return multi_order_loss(scores, distances, second_order_weight=config.rank_second_order_weight)
-
-        before = evaluate_ranker(scorer, processor, eval_items, config) if eval_items else None
-        losses = _optimise(scorer, optimizer, trainable, train_items, loss_of, total, config)
-        metrics = {"steps": len(losses), "losses": losses, "held_out_before": before,
-                   "held_out": evaluate_ranker(scorer, processor, eval_items, config) if eval_items else None,
-                   "train_photos": len(train_items), "held_out_photos": len(eval_items)}
         settings = {"base_model": config.model_name_or_path, "min_pixels": config.min_pixels,
                     "max_pixels": config.max_pixels, "photos_per_candidate": config.rank_photos_per_candidate}
-        final_dir = save_ranker(scorer, processor, settings, output_dir / FINAL_DIR)
+        trainer = RankTrainer(model=scorer, args=training_arguments(config, has_eval=False),
+                              train_dataset=list(range(len(train_items))), data_collator=_indices,
+                              processing_class=processor, callbacks=callbacks, items=train_items, config=config,
+                              settings=settings,
+                              merger_learning_rate=config.merger_learning_rate if config.train_merger else None)
+        before = evaluate_ranker(scorer, processor, eval_items, config) if eval_items else None
+        trainer.train(resume_from_checkpoint=resolve_checkpoint(config))
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        metrics = {"steps": trainer.state.global_step, "losses": losses, "held_out_before": before,
+                   "held_out": evaluate_ranker(scorer, processor, eval_items, config) if eval_items else None,
+                   "train_photos": len(train_items), "held_out_photos": len(eval_items)}
+        final_dir = output_dir / FINAL_DIR
+        trainer.save_model(str(final_dir))
         atomic_write_json(output_dir / "metrics.json", metrics)
     held = metrics["held_out"]
     log.info("saved the ranker to %s; held-out %s", final_dir, json.dumps(held))
     window = max(1, len(losses) // 4)
-    return TrainResult(output_dir=output_dir, final_dir=final_dir, global_step=len(losses),
-                       train_loss=float(np.mean(losses[-window:])),
-                       eval_loss=held["loss"] if held else None,
-                       log_history=[{"step": step + 1, "loss": loss} for step, loss in enumerate(losses)])
+    return TrainResult(output_dir=output_dir, final_dir=final_dir, global_step=trainer.state.global_step,
+                       train_loss=float(np.mean(losses[-window:])) if losses else float("nan"),
+                       eval_loss=held["loss"] if held else None, log_history=list(trainer.state.log_history))
 
 
-def _optimise(scorer: torch.nn.Module, optimizer: torch.optim.Optimizer, trainable: list[torch.nn.Parameter],
-              items: list[RankingItem], loss_of: Any, total: int, config: FinetuneConfig) -> list[float]:
-    """``total`` optimizer steps over the photos in seeded epochs; the loss of each step."""
-    from tqdm.auto import tqdm
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total, config.warmup_ratio))
-    rng = random.Random(config.seed)
-    losses: list[float] = []
-    scorer.train()
-    with tqdm(total=total, desc="training the ranker", disable=None) as bar:
-        while len(losses) < total:
-            order = list(range(len(items)))
-            rng.shuffle(order)
-            for index in order[: total - len(losses)]:
-                loss = loss_of(items[index])
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-                if len(losses) % config.logging_steps == 0:
-                    log.info("step %d loss %.4f", len(losses), np.mean(losses[-config.logging_steps:]))
-                bar.update(1)
-    return losses
-
-
-def _warmup_cosine(total: int, warmup_ratio: float) -> Any:
-    warmup = max(1, round(total * warmup_ratio)) if warmup_ratio > 0 else 0
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
+def _indices(batch: list[int]) -> dict[str, torch.Tensor]:
+    """The batch of photo indices `RankTrainer.compute_loss` reads (the photos load there, candidate by
+    candidate)."""
+    return {"index": torch.tensor(batch)}
 
 
 def item_scores(scorer: torch.nn.Module, processor: Any, item: RankingItem,

@@ -147,11 +147,11 @@ def build_datasets(config: FinetuneConfig) -> tuple[Any, Any]:
 
 def main(config: FinetuneConfig, *, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
     """Train as `config` says; returns where the final adapter is and how the run went."""
+    preflight(config)
     if config.task == "rank":
         from finetune.rank import train_ranker
 
-        return train_ranker(config)
-    preflight(config)
+        return train_ranker(config, callbacks=callbacks)
     set_seed(config.seed)
     train_set, eval_set = build_datasets(config)
     log.info("training on %d samples%s", len(train_set), f", evaluating on {len(eval_set)}" if eval_set else "")

@@ -85,15 +85,20 @@ def test_build_ranking_gives_each_photo_its_pool_with_true_distances(ranking_set
         read_ranking_set(ranking_set / "gallery")
 
 
+def rank_flags(tiny_vlm: Path, ranking_set: Path, out: Path, *more: str) -> list[str]:
+    return ["finetune", "train", "--task", "rank", "--config", str(RECIPE), "--model_name_or_path", str(tiny_vlm),
+            "--data", str(ranking_set / "ranking"), "--output_dir", str(out), "--torch_dtype", "float32",
+            "--bf16", "false", "--gradient_checkpointing", "false", "--max_pixels", "3136",
+            "--learning_rate", "1e-3", "--eval_ratio", "0.25", "--train_merger", "true",
+            "--lora_r", "8", "--lora_alpha", "16", "--logging_steps", "1", *more]
+
+
 @pytest.fixture(scope="module")
 def trained_ranker(ranking_set: Path, tiny_vlm: Path) -> Path:
     out = ranking_set / "ranker"
     torch.set_num_threads(1)
-    assert main(["finetune", "train", "--task", "rank", "--config", str(RECIPE), "--model_name_or_path", str(tiny_vlm),
-                 "--data", str(ranking_set / "ranking"), "--output_dir", str(out), "--torch_dtype", "float32",
-                 "--bf16", "false", "--gradient_checkpointing", "false", "--max_pixels", "3136",
-                 "--learning_rate", "1e-3", "--num_train_epochs", "5", "--eval_ratio", "0.25", "--train_merger", "true",
-                 "--lora_r", "8", "--lora_alpha", "16", "--logging_steps", "5"]) == 0
+    assert main(rank_flags(tiny_vlm, ranking_set, out, "--num_train_epochs", "5", "--save_steps", "15",
+                           "--report_to", "tensorboard")) == 0
     return out
 
 
@@ -109,6 +114,43 @@ def test_the_trained_ranker_learns_and_ranks_held_out_photos_above_chance(traine
     assert after["pair_accuracy"] > 0.6 and after["pair_accuracy"] > before["pair_accuracy"]
     assert after["top1_nearest"] > after["top1_chance"]
     assert after["loss"] < before["loss"]
+    assert metrics["steps"] == 30 and len(losses) == 30  # 5 epochs of the 6 training photos, one a step
+    assert {p.name for p in trained_ranker.glob("checkpoint-*")} == {"checkpoint-15", "checkpoint-30"}
+    assert (trained_ranker / "checkpoint-15" / "head.safetensors").is_file()
+    assert list(trained_ranker.glob("runs/*/events.out.tfevents.*")), "no TensorBoard log"
+
+
+def test_a_resumed_ranker_run_ends_where_an_uninterrupted_one_does(ranking_set: Path, tiny_vlm: Path) -> None:
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from finetune.config import load_config
+    from finetune.train import main as train
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step >= 2
+
+    short = ("--max_steps", "4", "--save_steps", "2", "--report_to", "none", "--lora_dropout", "0.1")
+    straight, resumed = ranking_set / "straight", ranking_set / "resumed"
+    assert main(rank_flags(tiny_vlm, ranking_set, straight, *short)) == 0
+    flags = rank_flags(tiny_vlm, ranking_set, resumed, *short)
+    pairs = zip(flags[2::2], flags[3::2], strict=True)  # after `finetune train`: --task rank, --config ...
+    overrides = {name.removeprefix("--"): value for name, value in pairs if name != "--config"}
+    stopped = train(load_config(RECIPE, overrides), callbacks=[StopAt()])
+    assert stopped.global_step == 2 and not (resumed / "checkpoint-4").exists()
+    assert main([*flags, "--resume_from_checkpoint", "last"]) == 0
+    assert json.loads((resumed / "metrics.json").read_text())["steps"] == 4
+
+    def weights(run: Path, folder: str = "final") -> dict[str, torch.Tensor]:
+        return load_file(str(run / folder / "head.safetensors")) | load_file(
+            str(run / folder / "adapter" / "adapter_model.safetensors"))
+
+    expected, got, halfway = weights(straight), weights(resumed), weights(resumed, "checkpoint-2")
+    assert expected.keys() == got.keys() and len(expected) > 2
+    for key in expected:
+        assert torch.allclose(expected[key], got[key], atol=1e-6), key
+    assert any(not torch.allclose(expected[key], halfway[key]) for key in expected)  # the second half did train
 
 
 def test_the_trained_ranker_saves_loads_and_serves(trained_ranker: Path, ranking_set: Path, photos_dir: Path,

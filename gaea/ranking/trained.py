@@ -125,7 +125,6 @@ class TrainedRanker:
             When the folder holds no ranker or its files are damaged.
         """
         from peft import PeftModel
-        from safetensors.torch import load_file
         from transformers import AutoModelForImageTextToText
 
         from gaea.models.vlm import load_processor
@@ -143,14 +142,33 @@ class TrainedRanker:
         if (directory / ADAPTER_DIR).is_dir():
             vlm = PeftModel.from_pretrained(vlm, str(directory / ADAPTER_DIR))
         scorer = PairScorer(vlm)
-        head = {name.removeprefix("head."): tensor for name, tensor in load_file(str(directory / HEAD_FILE)).items()}
-        try:
-            scorer.head.load_state_dict(head)
-        except RuntimeError as error:
-            raise BadInputError(f"{directory / HEAD_FILE}: does not fit {base} ({error})") from error
+        _load_head(scorer, directory)
         pixels = {key: settings[key] for key in ("min_pixels", "max_pixels") if settings.get(key)}
         processor = load_processor(base, **pixels)
         return cls(scorer.to(device or "cpu"), processor, settings, gallery=gallery)
+
+
+def load_weights(scorer: PairScorer, directory: str | Path) -> None:
+    """Read a ranker folder's adapter (when it has one) and head into ``scorer``, whose model already carries
+    that adapter's LoRA layers (resuming a training run from its checkpoint)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    adapter = directory / ADAPTER_DIR / "adapter_model.safetensors"
+    if adapter.is_file():
+        set_peft_model_state_dict(scorer.vlm, load_file(str(adapter)))
+    _load_head(scorer, directory)
+
+
+def _load_head(scorer: PairScorer, directory: Path) -> None:
+    from safetensors.torch import load_file
+
+    head = {name.removeprefix("head."): tensor for name, tensor in load_file(str(directory / HEAD_FILE)).items()}
+    try:
+        scorer.head.load_state_dict(head)
+    except RuntimeError as error:
+        raise BadInputError(f"{directory / HEAD_FILE}: does not fit this model ({error})") from error
 
 
 def save_ranker(scorer: PairScorer, processor: Any, settings: dict[str, Any], directory: str | Path) -> Path:
