@@ -4,6 +4,7 @@ gaea gallery build --images photos/ --out gallery/
 gaea gallery build --images photos.csv --out gallery/ --encoder google/siglip-base-patch16-224 --index flat
 gaea gallery build --images hf:owner/geotagged-photos:train --out gallery/ --index ivfpq
 gaea gallery build --images data/city --out gallery/     # the photos of a `gaea data build` dataset
+gaea gallery merge part-a/ part-b/ --out gallery/
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from gaea.retrieval.index import INDEX_KINDS
 from gaea.settings import get_settings
 from gaea.sources import SPEC_HELP, open_source
 
+INDEX_HELP = ("auto: exact search below 100,000 photos, compressed IVF-PQ in memory above; ivf-disk: inverted "
+              "lists on disk, a few MB of memory at any size, slower dissimilar search (default: auto)")
+
 
 def configure(parser: CommandParser) -> None:
     commands = add_commands(parser)
@@ -29,11 +33,19 @@ def configure(parser: CommandParser) -> None:
     build.add_argument("--images", required=True, help=SPEC_HELP)
     build.add_argument("--out", required=True, type=Path, help="the gallery folder to write")
     build.add_argument("--encoder", help=f"image encoder, hub id or folder (default: {get_settings().encoder})")
-    build.add_argument("--index", choices=INDEX_KINDS, default="auto",
-                       help="auto: exact search below 100,000 photos, compressed IVF-PQ above (default: auto)")
+    build.add_argument("--index", choices=INDEX_KINDS, default="auto", help=INDEX_HELP)
     build.add_argument("--batch-size", type=int, default=32, metavar="N", help="photos per forward pass (32)")
     build.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
     build.add_argument("--overwrite", action="store_true", help="delete an earlier gallery in --out and start afresh")
+    merge = add_command(
+        commands, "merge", run_merge,
+        help="merge galleries built elsewhere with the same encoder into one (as if built in one go)",
+        examples=["gaea gallery merge part-a/ part-b/ --out gallery/"],
+    )
+    merge.add_argument("parts", nargs="+", type=Path, help="gallery folders, in the order their photos go")
+    merge.add_argument("--out", required=True, type=Path, help="the merged gallery folder to write")
+    merge.add_argument("--index", choices=INDEX_KINDS, default="auto", help=INDEX_HELP)
+    merge.add_argument("--overwrite", action="store_true", help="delete an earlier gallery in --out and start afresh")
     info = add_command(commands, "info", run_info, help="print a gallery's manifest",
                        examples=["gaea gallery info gallery/"])
     info.add_argument("gallery", type=Path, help="a folder made by `gaea gallery build`")
@@ -43,6 +55,15 @@ def run_info(args: argparse.Namespace) -> int:
     from gaea.retrieval.gallery import Gallery
 
     print(json.dumps(Gallery.load(args.gallery).manifest, indent=2, ensure_ascii=False))
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from gaea.retrieval.gallery import merge_galleries
+
+    gallery = merge_galleries(args.parts, args.out, index_kind=args.index, overwrite=args.overwrite)
+    print(f"gallery of {len(gallery)} photos from {len(args.parts)} parts ({gallery.manifest['index_kind']} index) "
+          f"written to {args.out}")
     return 0
 
 

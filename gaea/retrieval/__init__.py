@@ -2,7 +2,7 @@
 a retriever of similar and dissimilar neighbours (Img2Loc / G3 style)."""
 
 from gaea.retrieval.embedder import Embedder, l2_normalise
-from gaea.retrieval.gallery import Gallery, build_gallery
+from gaea.retrieval.gallery import Gallery, build_gallery, merge_galleries
 from gaea.retrieval.index import INDEX_KINDS, SearchParams, VectorIndex
 from gaea.retrieval.retriever import Retriever
 
@@ -15,4 +15,5 @@ __all__ = [
     "VectorIndex",
     "build_gallery",
     "l2_normalise",
+    "merge_galleries",
 ]

@@ -54,7 +54,10 @@ class Embedder:
             self._st_model = None
         else:
             self._st_model = _load_sentence_transformer(self.model_name, self.device)
-        self.dim = self._probe_dimension()
+        #: The embedding of a fixed grey image: what this encoder is, wherever it runs (galleries built on
+        #: other machines are merged only when their encoders embed it alike).
+        self.probe = self._embed_pils([Image.new("RGB", (32, 32), (127, 127, 127))])[0]
+        self.dim = int(self.probe.shape[0])
         log.info("encoder %s (%s) gives %d-dimensional embeddings", self.model_name, self.library, self.dim)
 
     def embed(self, images: Sequence[ImageInput], *, show_progress: bool = False) -> np.ndarray:
@@ -94,9 +97,6 @@ class Embedder:
                 tensor = output if isinstance(output, torch.Tensor) else output.pooler_output
                 features = tensor.float().cpu().numpy()
         return l2_normalise(features)
-
-    def _probe_dimension(self) -> int:
-        return int(self._embed_pils([Image.new("RGB", (32, 32), (127, 127, 127))]).shape[1])
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -6,19 +6,29 @@ Layout of a gallery folder::
     embeddings.npy     (n x d) float32, L2-normalised (memory-mapped when loaded)
     coords.npy         (n x 2) float64 latitude, longitude
     metadata.jsonl     one line per photo: id, source, place (nearest GeoNames place), lat, lon
+    metadata.offsets.npy  the byte offset of each metadata line (rows are read one by one, when asked for)
     index.faiss        the VectorIndex (+ index.faiss.json: its kind and search knobs)
+    index.ivfdata      the inverted lists of an ``ivf-disk`` index (memory-mapped)
     chunks/            work in progress while building: NNNNN.npy + NNNNN.jsonl pairs; a rerun continues
     run.json, run.lock the run journal (gaea.runs): the encoder a rerun must use; the build holding the folder
 
 Photos come from any source of `gaea.sources`: a folder of geotagged photos (EXIF GPS), a CSV / JSONL
 manifest, a `gaea data build` folder, parquet, a ``save_to_disk`` folder or ``hf:OWNER/NAME[:SPLIT]``.
+
+Opening a gallery reads none of its rows: embeddings, coordinates and metadata offsets are memory-mapped,
+so a gallery of tens of millions of photos opens in the memory of its index (see `gaea.retrieval.index`).
+Galleries are written in bounded memory too (`GalleryWriter`), from build chunks or from whole galleries
+built elsewhere (`merge_galleries`, `gaea gallery merge`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import mmap
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +36,15 @@ import numpy as np
 
 from gaea.errors import BadInputError, PhotoRejected
 from gaea.images import decode
-from gaea.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl, read_jsonl, readable_name
-from gaea.retrieval.index import VectorIndex, as_float32_matrix
+from gaea.io import (
+    JsonlAppender,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_jsonl,
+    read_jsonl,
+    readable_name,
+)
+from gaea.retrieval.index import ADD_CHUNK, VectorIndex, as_float32_matrix
 from gaea.runs import open_run
 from gaea.sources import PhotoItem, Skipped, Source, open_source, opened_photo, photo_items
 from gaea.types import Neighbor
@@ -36,24 +53,36 @@ log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 INDEX_FILE = "index.faiss"
+LISTS_FILE = "index.ivfdata"
+METADATA_FILE = "metadata.jsonl"
+OFFSETS_FILE = "metadata.offsets.npy"
+#: Components of the encoder's probe embedding a manifest keeps, and how far two may differ for the
+#: encoders to count as one (float noise between devices is about 1e-5; two encoders differ by ~0.1).
+PROBE_VALUES = 16
+PROBE_TOLERANCE = 5e-3
+
 
 
 class Gallery:
-    """A gallery loaded from disk (see the module docstring for the layout)."""
+    """A gallery loaded from disk (see the module docstring for the layout).
 
-    def __init__(self, root: Path, embeddings: np.ndarray, coords: np.ndarray, metadata: list[dict[str, Any]],
+    ``ids``, ``sources`` and ``places`` are sequences read from the metadata file row by row.
+    """
+
+    def __init__(self, root: Path, embeddings: np.ndarray, coords: np.ndarray, metadata: MetadataRows,
                  index: VectorIndex, manifest: dict[str, Any]):
         self.root = root
         self.embeddings = embeddings
         self.coords = coords
-        self.ids = [str(row["id"]) for row in metadata]
-        self.sources = [str(row.get("source", "")) for row in metadata]
-        self.places = [str(row.get("place", "")) for row in metadata]
+        self.metadata = metadata
+        self.ids = metadata.column("id")
+        self.sources = metadata.column("source")
+        self.places = metadata.column("place")
         self.index = index
         self.manifest = manifest
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.metadata)
 
     @property
     def dim(self) -> int:
@@ -67,12 +96,13 @@ class Gallery:
     def neighbor(self, row: int, similarity: float) -> Neighbor:
         """Gallery photo ``row`` as a Neighbor with the given similarity to a query."""
         lat, lon = self.coords[row]
-        return Neighbor(id=self.ids[row], lat=float(lat), lon=float(lon), similarity=float(similarity),
-                        place=self.places[row], source=self.sources[row])
+        meta = self.metadata.row(row)
+        return Neighbor(id=str(meta["id"]), lat=float(lat), lon=float(lon), similarity=float(similarity),
+                        place=str(meta.get("place", "")), source=str(meta.get("source", "")))
 
     @classmethod
     def load(cls, root: str | Path, *, mmap: bool = True) -> Gallery:
-        """Open a gallery folder; embeddings and the index are memory-mapped when ``mmap``.
+        """Open a gallery folder; embeddings, coordinates and the index are memory-mapped when ``mmap``.
 
         Raises
         ------
@@ -84,13 +114,14 @@ class Gallery:
         if not manifest_path.is_file():
             raise BadInputError(f"{root}: not a gallery (no manifest.json; build one with `gaea gallery build`)")
         manifest = json.loads(manifest_path.read_text())
-        missing = [name for name in ("embeddings.npy", "coords.npy", "metadata.jsonl", INDEX_FILE)
+        missing = [name for name in ("embeddings.npy", "coords.npy", METADATA_FILE, INDEX_FILE)
                    if not (root / name).is_file()]
         if missing:
             raise BadInputError(f"{root}: not a complete gallery, {', '.join(missing)} missing (rebuild it)")
-        embeddings = np.load(root / "embeddings.npy", mmap_mode="r" if mmap else None)
-        coords = np.load(root / "coords.npy")
-        metadata = list(read_jsonl(root / "metadata.jsonl"))
+        mode = "r" if mmap else None
+        embeddings = np.load(root / "embeddings.npy", mmap_mode=mode)
+        coords = np.load(root / "coords.npy", mmap_mode=mode)
+        metadata = MetadataRows(root / METADATA_FILE)
         index = VectorIndex.load(root / INDEX_FILE, mmap=mmap)
         if not len(metadata) == len(embeddings) == len(coords) == index.ntotal:
             raise BadInputError(
@@ -117,12 +148,64 @@ class Gallery:
         ids = ids or [str(i) for i in range(n)]
         sources = sources or [""] * n
         places = places if places is not None else place_names(lats, lons)
-        root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
-        _write_finished_gallery(root, embeddings, lats, lons, ids, sources, places,
-                                manifest={"encoder": encoder, "built_from": built_from, "skipped": []},
-                                index_kind=index_kind)
+        writer = GalleryWriter(Path(root), n, embeddings.shape[1])
+        writer.add(embeddings, [{"id": i, "source": s, "place": p, "lat": la, "lon": lo}
+                                for i, s, p, la, lo in zip(ids, sources, places, lats, lons, strict=True)])
+        writer.finish(index_kind=index_kind, manifest={"encoder": encoder, "built_from": built_from, "skipped": []})
         return cls.load(root)
+
+
+class MetadataRows:
+    """The rows of a gallery's ``metadata.jsonl``, each parsed when asked for, found through its byte
+    offset (``metadata.offsets.npy``, memory-mapped; counted from the file when a gallery has none)."""
+
+    def __init__(self, path: Path):
+        offsets = path.with_name(OFFSETS_FILE)
+        self._offsets = np.load(offsets, mmap_mode="r") if offsets.is_file() else line_offsets(path)
+        try:
+            with open(path, "rb") as handle:
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as error:
+            raise BadInputError(f"{path}: unreadable gallery metadata ({error})") from None
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def row(self, number: int) -> dict[str, Any]:
+        start, stop = int(self._offsets[number]), int(self._offsets[number + 1])
+        return json.loads(self._map[start:stop])
+
+    def column(self, name: str) -> MetadataColumn:
+        return MetadataColumn(self, name)
+
+
+class MetadataColumn(Sequence[str]):
+    """One field of every metadata row, as a read-only sequence of strings."""
+
+    def __init__(self, rows: MetadataRows, name: str):
+        self._rows, self._name = rows, name
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, key):  # type: ignore[override]  # int -> str, slice -> list[str]
+        if isinstance(key, slice):
+            return [self[i] for i in range(*key.indices(len(self)))]
+        number = key + len(self) if key < 0 else key
+        if not 0 <= number < len(self):
+            raise IndexError(f"gallery row {key} out of range ({len(self)} rows)")
+        return str(self._rows.row(number).get(self._name, ""))
+
+
+def line_offsets(path: Path) -> np.ndarray:
+    """The byte offset where each line of ``path`` starts, then the file's size: n + 1 int64 values."""
+    ends = [np.zeros(1, dtype=np.int64)]
+    with open(path, "rb") as handle:
+        position = 0
+        while block := handle.read(1 << 24):
+            ends.append(np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n")) + position + 1)
+            position += len(block)
+    return np.concatenate(ends).astype(np.int64)
 
 
 def place_names(lats: np.ndarray, lons: np.ndarray) -> list[str]:
@@ -134,25 +217,68 @@ def place_names(lats: np.ndarray, lons: np.ndarray) -> list[str]:
     return [place.label for place in reverse_geocode_many(lats, lons)]
 
 
-def _write_finished_gallery(root: Path, embeddings: np.ndarray, lats: np.ndarray, lons: np.ndarray,
-                            ids: list[str], sources: list[str], places: list[str], *, manifest: dict[str, Any],
-                            index_kind: str) -> None:
-    n = len(embeddings)
-    if n == 0:
-        raise BadInputError(f"{root}: no photo to put in the gallery")
-    _save_npy(root / "embeddings.npy", embeddings)
-    _save_npy(root / "coords.npy", np.stack([lats, lons], axis=1))
-    rows = [{"id": i, "source": s, "place": p, "lat": float(la), "lon": float(lo)}
-            for i, s, p, la, lo in zip(ids, sources, places, lats, lons, strict=True)]
-    atomic_write_jsonl(root / "metadata.jsonl", rows)
-    index = VectorIndex.build(embeddings, kind=index_kind)
-    index.save(root / INDEX_FILE)
-    # The manifest is written last: its presence marks a finished gallery.
-    atomic_write_json(root / "manifest.json", {
-        "version": MANIFEST_VERSION, "count": n, "dim": int(embeddings.shape[1]), "index_kind": index.kind,
-        "index_bytes": index.memory_bytes(), **manifest,
-    })
-    log.info("gallery of %d photos written to %s (%s index)", n, root, index.kind)
+class GalleryWriter:
+    """Writes a gallery folder from rows that arrive in parts, holding one part at a time.
+
+    Embeddings and coordinates go straight into memory-mapped ``.npy`` files (temporary names until
+    `finish`), metadata lines into ``metadata.jsonl``; `finish` builds the index from the finished
+    embeddings file in chunks and writes the manifest last, which marks the gallery finished.
+    """
+
+    def __init__(self, root: Path, count: int, dim: int):
+        if count == 0:
+            raise BadInputError(f"{root}: no photo to put in the gallery")
+        self.root, self.count, self.dim = root, count, dim
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "manifest.json").unlink(missing_ok=True)
+        self._embeddings = np.lib.format.open_memmap(_partial(root / "embeddings.npy"), mode="w+",
+                                                     dtype=np.float32, shape=(count, dim))
+        self._coords = np.lib.format.open_memmap(_partial(root / "coords.npy"), mode="w+", dtype=np.float64,
+                                                 shape=(count, 2))
+        _partial(root / METADATA_FILE).unlink(missing_ok=True)
+        self._metadata = JsonlAppender(_partial(root / METADATA_FILE))
+        self._filled = 0
+
+    def add(self, vectors: np.ndarray, rows: Sequence[dict[str, Any]]) -> None:
+        """Append photos: their embeddings and rows with id, source, place, lat and lon."""
+        vectors = as_float32_matrix(vectors, "embeddings", dim=self.dim)
+        stop = self._filled + len(rows)
+        if len(vectors) != len(rows) or stop > self.count:
+            raise ValueError(f"{len(vectors)} embeddings and {len(rows)} rows after {self._filled} of {self.count}")
+        self._embeddings[self._filled:stop] = vectors
+        self._coords[self._filled:stop] = [(row["lat"], row["lon"]) for row in rows]
+        self._metadata.write_many({"id": row["id"], "source": row["source"], "place": row["place"],
+                                   "lat": float(row["lat"]), "lon": float(row["lon"])} for row in rows)
+        self._filled = stop
+
+    def finish(self, *, index_kind: str, manifest: dict[str, Any]) -> None:
+        """Put the files in place, build and save the index, then write the manifest."""
+        if self._filled != self.count:
+            raise ValueError(f"{self.root}: {self._filled} of the {self.count} photos announced were added")
+        root = self.root
+        self._embeddings.flush()
+        self._coords.flush()
+        self._metadata.close()
+        del self._embeddings, self._coords  # unmapped before the files are renamed
+        for name in ("embeddings.npy", "coords.npy", METADATA_FILE):
+            _partial(root / name).replace(root / name)
+        _save_npy(root / OFFSETS_FILE, line_offsets(root / METADATA_FILE))
+        index = VectorIndex.build(np.load(root / "embeddings.npy", mmap_mode="r"), kind=index_kind,
+                                  lists_file=root / LISTS_FILE)
+        index.save(root / INDEX_FILE)
+        if index.lists_file is None:
+            (root / LISTS_FILE).unlink(missing_ok=True)  # left by an earlier build with another index kind
+        lists = {"index_lists_bytes": index.lists_file.stat().st_size} if index.lists_file else {}
+        # The manifest is written last: its presence marks a finished gallery.
+        atomic_write_json(root / "manifest.json", {
+            "version": MANIFEST_VERSION, "count": self.count, "dim": self.dim, "index_kind": index.kind,
+            "index_bytes": index.memory_bytes(), **lists, **manifest,
+        })
+        log.info("gallery of %d photos written to %s (%s index)", self.count, root, index.kind)
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -181,7 +307,7 @@ def build_gallery(images: str | Path | Source, out: str | Path, embedder: Any, *
     embedder
         A :class:`gaea.retrieval.embedder.Embedder` (its ``batch_size`` sets the batch).
     index_kind
-        ``auto``, ``flat``, ``ivfpq`` or ``hnsw``.
+        ``auto``, ``flat``, ``ivfpq``, ``ivf-disk`` or ``hnsw`` (see `gaea.retrieval.index`).
     chunk_size
         Photos per saved chunk (the most work an interruption can lose).
     overwrite
@@ -276,23 +402,99 @@ def _next_chunk_number(chunks_dir: Path) -> int:
 
 def _finish_from_chunks(out: Path, chunks_dir: Path, embedder: Any, source: Source, index_kind: str,
                         skipped: list[dict[str, str]]) -> Gallery:
-    vectors, rows, skipped = [], [], list(skipped)
-    for stem in _finished_chunks(chunks_dir):
-        chunk_rows = list(read_jsonl(stem.with_suffix(".jsonl")))
-        rows += [row for row in chunk_rows if "skipped" not in row]
-        skipped += [Skipped(row["id"], row["skipped"], row.get("detail", "")).to_dict()
-                    for row in chunk_rows if "skipped" in row]
-        vectors.append(np.load(stem.with_suffix(".npy")))
-    if not rows:
-        reasons = skip_counts(skipped)
-        raise BadInputError(f"{readable_name(source.spec)}: no usable photo to put in a gallery ({reasons}; "
-                            "the warnings above say why)")
-    embeddings = np.concatenate(vectors) if vectors else np.zeros((0, embedder.dim), dtype=np.float32)
-    lats = np.array([row["lat"] for row in rows], dtype=np.float64)
-    lons = np.array([row["lon"] for row in rows], dtype=np.float64)
-    _write_finished_gallery(
-        out, embeddings, lats, lons, [row["id"] for row in rows], [row["source"] for row in rows],
-        place_names(lats, lons), index_kind=index_kind,
-        manifest={"encoder": embedder.model_name, "built_from": readable_name(source.spec), "skipped": skipped},
-    )
+    stems = _finished_chunks(chunks_dir)
+    count = sum(_rows_in_npy(stem.with_suffix(".npy")) for stem in stems)
+    skipped = list(skipped) + [Skipped(row["id"], row["skipped"], row.get("detail", "")).to_dict()
+                               for stem in stems for row in read_jsonl(stem.with_suffix(".jsonl")) if "skipped" in row]
+    if not count:
+        raise BadInputError(f"{readable_name(source.spec)}: no usable photo to put in a gallery "
+                            f"({skip_counts(skipped)}; the warnings above say why)")
+    writer = GalleryWriter(out, count, embedder.dim)
+    for stem in stems:
+        rows = [row for row in read_jsonl(stem.with_suffix(".jsonl")) if "skipped" not in row]
+        places = place_names(np.array([row["lat"] for row in rows]), np.array([row["lon"] for row in rows]))
+        writer.add(np.load(stem.with_suffix(".npy")),
+                   [row | {"place": place} for row, place in zip(rows, places, strict=True)])
+    writer.finish(index_kind=index_kind, manifest={**encoder_manifest(embedder),
+                                                    "built_from": readable_name(source.spec), "skipped": skipped})
     return Gallery.load(out)
+
+
+def _rows_in_npy(path: Path) -> int:
+    return int(np.load(path, mmap_mode="r").shape[0])
+
+
+def encoder_manifest(embedder: Any) -> dict[str, Any]:
+    """What a gallery's manifest says of its encoder: the name, and the start of its probe embedding
+    (see `Embedder.probe`), by which `merge_galleries` recognises the same encoder on another machine."""
+    probe = getattr(embedder, "probe", None)
+    values = {"encoder_probe": [round(float(v), 6) for v in probe[:PROBE_VALUES]]} if probe is not None else {}
+    return {"encoder": embedder.model_name, **values}
+
+
+# -- merging galleries built elsewhere ---------------------------------------------------------------
+
+
+def merge_galleries(parts: Sequence[str | Path], out: str | Path, *, index_kind: str = "auto",
+                    overwrite: bool = False) -> Gallery:
+    """One gallery at ``out`` holding the photos of the galleries ``parts``, in that order.
+
+    The parts may have been built anywhere (other machines, other runs); they must share the encoder,
+    recognised by its probe embedding (or, for galleries made from arrays, by its name). The result equals
+    a gallery built in one go from the parts' photos in that order: the same embeddings, coordinates,
+    metadata rows and index (trained anew on a sample of all of them, filled in chunks).
+
+    Raises
+    ------
+    BadInputError
+        When a part is not a finished gallery, is named twice, is ``out`` itself, or has another encoder.
+    """
+    out = Path(out)
+    galleries = [Gallery.load(part) for part in parts]
+    if not galleries:
+        raise BadInputError("gallery merge: name at least one gallery to merge")
+    roots = [gallery.root.resolve() for gallery in galleries]
+    if len(set(roots)) != len(roots):
+        twice = next(root for root in roots if roots.count(root) > 1)
+        raise BadInputError(f"{twice}: named twice among the galleries to merge")
+    if out.resolve() in roots:
+        raise BadInputError(f"{out}: the merged gallery cannot be written into one of its parts")
+    _check_same_encoder(galleries)
+    fingerprint = {"parts": [str(root) for root in roots], "index_kind": index_kind}
+    with open_run(out, job="gaea gallery merge", fingerprint=fingerprint, overwrite=overwrite):
+        writer = GalleryWriter(out, sum(len(gallery) for gallery in galleries), galleries[0].dim)
+        for gallery in galleries:
+            rows = read_jsonl(gallery.root / METADATA_FILE)
+            for start in range(0, len(gallery), ADD_CHUNK):
+                vectors = gallery.embeddings[start:start + ADD_CHUNK]
+                writer.add(vectors, list(itertools.islice(rows, len(vectors))))
+        first = galleries[0].manifest
+        writer.finish(index_kind=index_kind, manifest={
+            "encoder": first.get("encoder", ""),
+            **({"encoder_probe": first["encoder_probe"]} if "encoder_probe" in first else {}),
+            "built_from": " + ".join(str(gallery.manifest.get("built_from", gallery.root)) for gallery in galleries),
+            "parts": [str(root) for root in roots],
+            "skipped": [row for gallery in galleries for row in gallery.manifest.get("skipped", [])],
+        })
+    return Gallery.load(out)
+
+
+def _check_same_encoder(galleries: Sequence[Gallery]) -> None:
+    first = galleries[0]
+    for other in galleries[1:]:
+        if other.dim != first.dim:
+            raise BadInputError(f"{other.root} holds {other.dim}-dimensional embeddings, {first.root} "
+                                f"{first.dim}-dimensional ones: the parts of a gallery need one encoder")
+        probes = first.manifest.get("encoder_probe"), other.manifest.get("encoder_probe")
+        if None not in probes:
+            same = len(probes[0]) == len(probes[1]) and np.allclose(*probes, atol=PROBE_TOLERANCE)
+            why = "their encoders embed the same probe image differently"
+        else:
+            same = first.encoder == other.encoder != ""
+            why = "a gallery without a probe embedding is merged only with one of the same encoder name"
+        if not same:
+            raise BadInputError(f"{other.root} was built with encoder {other.encoder or '(unnamed)'} and {first.root} "
+                                f"with {first.encoder or '(unnamed)'}: {why}; rebuild the parts with one encoder")
+        if other.encoder != first.encoder:
+            log.info("%s and %s name their encoder differently (%s, %s) but it embeds alike", first.root,
+                     other.root, first.encoder, other.encoder)

@@ -1,0 +1,211 @@
+"""Galleries beyond memory and distributed runs, each side measured next to its baseline in one run.
+
+Part ``faiss``: the memory of a gallery index per 10M vectors, the on-disk inverted lists (``ivf-disk``)
+against the in-memory fast-scan index (``ivfpq``). Both are built by ``VectorIndex.build`` from the same
+memory-mapped file of clustered synthetic 768-dimensional vectors (``ClusteredSphere`` of
+``benchmarks/retrieval.py``: real image embeddings vary along few directions), each in a fresh process
+so that its peak RSS is its own; then each is opened in a fresh process and searched one query at a
+time (16 similar, 16 dissimilar, re-ranked against the memory-mapped vectors). Reported per index: build
+time and peak RSS, anonymous (non-evictable) memory once opened and after the queries, the file pages the
+queries touched (page cache, evictable), ms per query, recall@16 against exact search. The figures per
+10M vectors are extrapolated from the measured size, linearly in the vectors (labelled as such); the
+fixed part of the on-disk index (coarse centroids, codebooks, list table) is computed for the inverted
+lists a 10M gallery gets.
+
+Run: ``.venv/bin/python benchmarks/distributed.py`` (quick default: 200,000 vectors, a few minutes and
+under 2 GB); ``--vectors 1000000`` for a larger measurement.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")  # both sides on one core: a fair comparison on a shared machine
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(Path(__file__).resolve().parent)]
+
+from retrieval import ClusteredSphere, recall  # noqa: E402
+
+from gaea.retrieval.index import VectorIndex, inverted_lists_for  # noqa: E402
+
+DIM, K, TEN_MILLION = 768, 16, 10_000_000
+KINDS = ("ivfpq", "ivf-disk")
+
+
+# -- measured in child processes ------------------------------------------------------------------------
+
+
+def _anonymous_bytes() -> int:
+    """This process's resident anonymous memory (heap; what cannot be evicted to the files it came from)."""
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("Anonymous:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no Anonymous line in /proc/self/smaps_rollup")
+
+
+def _resident_bytes_of(path: Path) -> int:
+    """Bytes of ``path`` mapped and resident in this process (page cache it uses, evictable)."""
+    import psutil
+
+    target = str(path.resolve())
+    return sum(region.rss for region in psutil.Process().memory_maps(grouped=True) if region.path == target)
+
+
+def child_build(kind: str, workdir: Path) -> dict[str, float]:
+    vectors = np.load(workdir / "vectors.npy", mmap_mode="r")
+    out = workdir / kind
+    out.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    index = VectorIndex.build(vectors, kind=kind, lists_file=out / "index.ivfdata")
+    build_s = time.perf_counter() - start
+    index.save(out / "index.faiss")
+    lists = index.lists_file
+    return {"build_s": build_s, "build_peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "memory_bytes": index.memory_bytes(), "lists_bytes": lists.stat().st_size if lists else 0}
+
+
+def child_query(kind: str, workdir: Path) -> dict[str, object]:
+    import faiss
+
+    vectors = np.load(workdir / "vectors.npy", mmap_mode="r")
+    queries = np.load(workdir / "queries.npy")
+    before = _anonymous_bytes()
+    index = VectorIndex.load(workdir / kind / "index.faiss")
+    index.attach_vectors(vectors)
+    opened = _anonymous_bytes()
+    nlist = faiss.extract_index_ivf(index.index).nlist
+    every_list = faiss.SearchParametersIVF(nprobe=nlist)
+    similar, dissimilar, similar_ms, dissimilar_ms, scan_ms = [], [], [], [], []
+    for query in queries:
+        start = time.perf_counter()
+        similar.append(index.search(query, K)[1][0])
+        middle = time.perf_counter()
+        dissimilar.append(index.search_dissimilar(query, K)[1][0])
+        end = time.perf_counter()
+        # The every-list scan alone (it grows with the gallery; the exact re-ranking of its shortlist does not).
+        index.index.search(-query[None, :], K * index.params.dissimilar_k_factor, params=every_list)
+        similar_ms.append(1000 * (middle - start))
+        dissimilar_ms.append(1000 * (end - middle))
+        scan_ms.append(1000 * (time.perf_counter() - end))
+    lists = index.lists_file
+    return {"anonymous_opened": opened - before, "anonymous_after": _anonymous_bytes() - before,
+            "lists_pages": _resident_bytes_of(lists) if lists else 0,
+            "similar_ms": float(np.median(similar_ms)), "dissimilar_ms": float(np.median(dissimilar_ms)),
+            "scan_ms": float(np.median(scan_ms)), "nlist": nlist,
+            "similar": np.array(similar).tolist(), "dissimilar": np.array(dissimilar).tolist()}
+
+
+def _in_child(step: str, kind: str, workdir: Path) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", step, kind, str(workdir)], check=True,
+                            capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# -- the run --------------------------------------------------------------------------------------------
+
+
+def write_vectors(workdir: Path, n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """The gallery vectors (written to a file in chunks) and the exact neighbours of the queries."""
+    data = ClusteredSphere()
+    queries = data.sample(n_queries, np.random.default_rng(2))
+    np.save(workdir / "queries.npy", queries)
+    similarities = np.empty((n_queries, n), dtype=np.float32)
+    with open(workdir / "vectors.npy", "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (n, DIM)})
+        start = 0
+        for vectors in data.chunks(n, 50_000, seed=1):
+            handle.write(vectors.tobytes())
+            similarities[:, start:start + len(vectors)] = queries @ vectors.T
+            start += len(vectors)
+    order = np.argsort(similarities, axis=1)
+    return order[:, ::-1][:, :K], order[:, :K]
+
+
+def faiss_memory(n: int, n_queries: int, workdir: Path) -> dict[str, dict]:
+    print(f"writing {n:,} clustered vectors of dimension {DIM} and the exact neighbours of {n_queries} queries ...")
+    true_similar, true_dissimilar = write_vectors(workdir, n, n_queries)
+    results = {}
+    for kind in KINDS:
+        print(f"building and querying {kind} (fresh processes) ...")
+        built, queried = _in_child("build", kind, workdir), _in_child("query", kind, workdir)
+        queried["recall_similar"] = recall(np.array(queried.pop("similar")), true_similar)
+        queried["recall_dissimilar"] = recall(np.array(queried.pop("dissimilar")), true_dissimilar)
+        results[kind] = built | queried
+    return results
+
+
+def disk_fixed_bytes_at(n: int) -> int:
+    """Resident bytes of an ivf-disk index of ``n`` vectors: coarse centroids, the 4-bit scalar quantizer's
+    range per dimension and the on-disk lists' table (offset, size, capacity per list)."""
+    nlist = inverted_lists_for(n)
+    return nlist * DIM * 4 + 2 * DIM * 4 + nlist * 24
+
+
+def report_faiss(n: int, results: dict[str, dict]) -> None:
+    memory, disk = results["ivfpq"], results["ivf-disk"]
+    scale = TEN_MILLION / n
+    mb = 1e6
+    print(f"\nFAISS gallery indexes, {n:,} x {DIM} vectors, one thread, one query at a time")
+    print(f"{'':38}{'ivfpq (in memory)':>20}{'ivf-disk':>14}")
+    rows = [
+        ("build time, s", "build_s", 1, ".1f"),
+        ("build peak RSS, MB", "build_peak_rss", mb, ".0f"),
+        ("index in memory (serialized), MB", "memory_bytes", mb, ".1f"),
+        ("lists file on disk, MB", "lists_bytes", mb, ".1f"),
+        ("anonymous memory once opened, MB", "anonymous_opened", mb, ".1f"),
+        ("anonymous memory after queries, MB", "anonymous_after", mb, ".1f"),
+        ("lists file pages mapped by queries, MB", "lists_pages", mb, ".1f"),
+        ("similar search, ms/query", "similar_ms", 1, ".2f"),
+        ("dissimilar search, ms/query", "dissimilar_ms", 1, ".1f"),
+        ("  of which the every-list scan, ms", "scan_ms", 1, ".1f"),
+        ("recall@16 similar", "recall_similar", 1, ".3f"),
+        ("recall@16 dissimilar", "recall_dissimilar", 1, ".3f"),
+    ]
+    for label, key, unit, spec in rows:
+        print(f"{label:38}{memory[key] / unit:>20{spec}}{disk[key] / unit:>14{spec}}")
+    in_memory_10m = memory["anonymous_opened"] * scale
+    disk_10m = disk_fixed_bytes_at(TEN_MILLION)
+    rerank = {kind: results[kind]["dissimilar_ms"] - results[kind]["scan_ms"] for kind in KINDS}
+    print(f"\nper 10M vectors (extrapolated linearly in the vectors from {n:,}; the re-ranking stays per query):")
+    print(f"  ivfpq       in memory {in_memory_10m / 1e9:.2f} GB; dissimilar search "
+          f"~{memory['scan_ms'] * scale + rerank['ivfpq']:.0f} ms per query on one core")
+    print(f"  ivf-disk    in memory {disk_10m / mb:.1f} MB (centroids and list table of the "
+          f"{inverted_lists_for(TEN_MILLION)} lists a 10M gallery gets; measured "
+          f"{disk['anonymous_opened'] / mb:.1f} MB at {n:,}); lists file {disk['lists_bytes'] * scale / 1e9:.2f} GB on "
+          f"disk, of which a similar query reads 16 lists, ~{disk['lists_bytes'] * scale * 16 / 1024 / mb:.0f} MB; "
+          f"dissimilar search ~{(disk['scan_ms'] * scale + rerank['ivf-disk']) / 1000:.1f} s per query on one core")
+    print(f"  memory in-memory / on-disk at 10M: {in_memory_10m / disk_10m:.0f}x less on disk")
+    print(f"  both: embeddings.npy {TEN_MILLION * DIM * 4 / 1e9:.1f} GB on disk, memory-mapped (re-ranking reads "
+          "only the shortlisted rows)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vectors", type=int, default=200_000, help="gallery vectors of the FAISS part")
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--child", nargs=3, metavar=("STEP", "KIND", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        step, kind, workdir = args.child
+        result = (child_build if step == "build" else child_query)(kind, Path(workdir))
+        print(json.dumps(result))
+        return
+    with tempfile.TemporaryDirectory(prefix="gaea-bench-distributed-") as tmp:
+        report_faiss(args.vectors, faiss_memory(args.vectors, args.queries, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()
