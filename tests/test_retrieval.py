@@ -71,7 +71,7 @@ def test_neighbours_equal_brute_force_search(photo_gallery: Gallery, embedder: E
     coords = geoclip_coordinates(shared_data, 3000)
     embeddings = np.concatenate([np.asarray(photo_gallery.embeddings), synthetic_embeddings(coords, embedder.dim)])
     all_coords = np.concatenate([photo_gallery.coords, coords])
-    ids = list(photo_gallery.ids) + [f"geoclip:{i}" for i in range(len(coords))]
+    ids = photo_gallery.ids + [f"geoclip:{i}" for i in range(len(coords))]
     gallery = Gallery.from_arrays(tmp_path / "mixed", embeddings, all_coords[:, 0], all_coords[:, 1], ids=ids,
                                   encoder=embedder.model_name, index_kind="flat")
     retriever = Retriever(gallery, embedder)

@@ -23,6 +23,7 @@ built elsewhere (`merge_galleries`, `gaea gallery merge`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -66,7 +67,8 @@ PROBE_TOLERANCE = 5e-3
 class Gallery:
     """A gallery loaded from disk (see the module docstring for the layout).
 
-    ``ids``, ``sources`` and ``places`` are sequences read from the metadata file row by row.
+    Searches read the metadata rows they return (`neighbor`); ``ids``, ``sources`` and ``places`` read a
+    whole column, once, when first asked for.
     """
 
     def __init__(self, root: Path, embeddings: np.ndarray, coords: np.ndarray, metadata: MetadataRows,
@@ -75,14 +77,23 @@ class Gallery:
         self.embeddings = embeddings
         self.coords = coords
         self.metadata = metadata
-        self.ids = metadata.column("id")
-        self.sources = metadata.column("source")
-        self.places = metadata.column("place")
         self.index = index
         self.manifest = manifest
 
     def __len__(self) -> int:
         return len(self.metadata)
+
+    @functools.cached_property
+    def ids(self) -> list[str]:
+        return self.metadata.column("id")
+
+    @functools.cached_property
+    def sources(self) -> list[str]:
+        return self.metadata.column("source")
+
+    @functools.cached_property
+    def places(self) -> list[str]:
+        return self.metadata.column("place")
 
     @property
     def dim(self) -> int:
@@ -175,26 +186,9 @@ class MetadataRows:
         start, stop = int(self._offsets[number]), int(self._offsets[number + 1])
         return json.loads(self._map[start:stop])
 
-    def column(self, name: str) -> MetadataColumn:
-        return MetadataColumn(self, name)
-
-
-class MetadataColumn(Sequence[str]):
-    """One field of every metadata row, as a read-only sequence of strings."""
-
-    def __init__(self, rows: MetadataRows, name: str):
-        self._rows, self._name = rows, name
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, key):  # type: ignore[override]  # int -> str, slice -> list[str]
-        if isinstance(key, slice):
-            return [self[i] for i in range(*key.indices(len(self)))]
-        number = key + len(self) if key < 0 else key
-        if not 0 <= number < len(self):
-            raise IndexError(f"gallery row {key} out of range ({len(self)} rows)")
-        return str(self._rows.row(number).get(self._name, ""))
+    def column(self, name: str) -> list[str]:
+        """Field ``name`` of every row (reads the whole file)."""
+        return [str(self.row(number).get(name, "")) for number in range(len(self))]
 
 
 def line_offsets(path: Path) -> np.ndarray:
