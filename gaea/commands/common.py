@@ -39,7 +39,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="transformers: run the model in this process; openai: ask an OpenAI-compatible server "
         "(default: openai when --base-url is given, else transformers)",
     )
-    group.add_argument("--base-url", help="API root of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    group.add_argument("--base-url", action="append", metavar="URL",
+                       help="API root of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1; given "
+                            "several times, replicas of one model: each request goes to the least busy")
     group.add_argument("--served-model", help="model name on the server (default: the first one it lists)")
     group.add_argument("--api-key", metavar="KEY", help=key_option_help("the model server", MODEL_KEY_ENV))
     group.add_argument(
@@ -136,14 +138,16 @@ def backend_from_args(args: argparse.Namespace) -> Backend:
     """
     name = backend_name_from_args(args)
     if name == "openai":
-        return load_backend(
-            "openai",
-            base_url=args.base_url,
-            model=args.served_model or args.model,
-            api_key=args.api_key,
-            timeout_s=args.timeout,
-            deadline_s=args.deadline,
-        )
+        servers = [
+            load_backend("openai", base_url=url, model=args.served_model or args.model, api_key=args.api_key,
+                         timeout_s=args.timeout, deadline_s=args.deadline)
+            for url in dict.fromkeys(args.base_url)  # a URL given twice is one server
+        ]
+        if len(servers) == 1:
+            return servers[0]
+        from gaea.models.backends.replicas import Replicas
+
+        return Replicas(servers)
     return load_backend(
         "transformers",
         model=args.model or get_settings().model,
