@@ -155,3 +155,14 @@ def backend_from_args(args: argparse.Namespace) -> Backend:
         device=args.device,
         load_in_4bit=args.load_in_4bit,
     )
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --scheduler and --workers: where the parts of a run are computed (see `gaea.distributed`)."""
+    group = parser.add_argument_group("cluster (Dask)")
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786: its workers do the work, this "
+                            "process writes the results")
+    group.add_argument("--workers", type=int, metavar="N",
+                       help="start a Dask cluster of N worker processes on this machine (127.0.0.1) for the run "
+                            "(default: everything in this process)")

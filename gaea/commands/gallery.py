@@ -4,6 +4,7 @@ gaea gallery build --images photos/ --out gallery/
 gaea gallery build --images photos.csv --out gallery/ --encoder google/siglip-base-patch16-224 --index flat
 gaea gallery build --images hf:owner/geotagged-photos:train --out gallery/ --index ivfpq
 gaea gallery build --images data/city --out gallery/     # the photos of a `gaea data build` dataset
+gaea gallery build --images photos.csv --out gallery/ --workers 2   # a Dask cluster of 2 local processes
 gaea gallery merge part-a/ part-b/ --out gallery/
 """
 
@@ -13,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from gaea.commands.common import add_cluster_arguments
 from gaea.commands.parsing import CommandParser, add_command, add_commands
 from gaea.errors import ConfigError
 from gaea.retrieval.index import INDEX_KINDS
@@ -28,7 +30,8 @@ def configure(parser: CommandParser) -> None:
     build = add_command(
         commands, "build", run_build,
         help="embed geotagged photos into a gallery (resumable: a rerun continues where it stopped)",
-        examples=["gaea gallery build --images photos/ --out gallery/"],
+        examples=["gaea gallery build --images photos/ --out gallery/",
+                  "gaea gallery build --images photos.csv --out gallery/ --scheduler tcp://10.0.0.5:8786"],
     )
     build.add_argument("--images", required=True, help=SPEC_HELP)
     build.add_argument("--out", required=True, type=Path, help="the gallery folder to write")
@@ -37,6 +40,7 @@ def configure(parser: CommandParser) -> None:
     build.add_argument("--batch-size", type=int, default=32, metavar="N", help="photos per forward pass (32)")
     build.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
     build.add_argument("--overwrite", action="store_true", help="delete an earlier gallery in --out and start afresh")
+    add_cluster_arguments(build)
     merge = add_command(
         commands, "merge", run_merge,
         help="merge galleries built elsewhere with the same encoder into one (as if built in one go)",
@@ -70,12 +74,15 @@ def run_merge(args: argparse.Namespace) -> int:
 def run_build(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {args.batch_size}")
+    from gaea.distributed import cluster
     from gaea.retrieval.embedder import Embedder
     from gaea.retrieval.gallery import build_gallery, skip_counts
 
     source = open_source(args.images)  # a bad input fails before the encoder loads
     embedder = Embedder(args.encoder, batch_size=args.batch_size, device=args.device)
-    gallery = build_gallery(source, args.out, embedder, index_kind=args.index, overwrite=args.overwrite)
+    with cluster(args.scheduler, args.workers) as client:
+        gallery = build_gallery(source, args.out, embedder, index_kind=args.index, overwrite=args.overwrite,
+                                client=client)
     skipped = gallery.manifest.get("skipped", [])
     print(f"gallery of {len(gallery)} photos ({gallery.manifest['index_kind']} index, {gallery.dim} dimensions) "
           f"written to {args.out}" + (f"; {len(skipped)} photos skipped ({skip_counts(skipped)}), listed in "

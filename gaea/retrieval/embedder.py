@@ -42,6 +42,7 @@ class Embedder:
                  device: str | None = None):
         self.model_name = str(model or get_settings().encoder)
         self.batch_size = batch_size
+        self._asked_device = device
         from gaea.models.hub import prepare_hub_model
 
         prepare_hub_model(self.model_name, what="image encoder")  # before torch loads: an offline failure is fast
@@ -59,6 +60,12 @@ class Embedder:
         self.probe = self._embed_pils([Image.new("RGB", (32, 32), (127, 127, 127))])[0]
         self.dim = int(self.probe.shape[0])
         log.info("encoder %s (%s) gives %d-dimensional embeddings", self.model_name, self.library, self.dim)
+
+    def recipe(self) -> dict[str, object]:
+        """The arguments that build this encoder again, on another machine (its device as asked: a GPU
+        worker of a cluster takes its GPU even when this machine has none)."""
+        return {"model": self.model_name, "library": self.library, "batch_size": self.batch_size,
+                "device": self._asked_device}
 
     def embed(self, images: Sequence[ImageInput], *, show_progress: bool = False) -> np.ndarray:
         """Embeddings of ``images`` (paths or PIL images) as an (n x dim) float32 matrix, rows L2-normalised.

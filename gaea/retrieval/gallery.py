@@ -287,7 +287,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def build_gallery(images: str | Path | Source, out: str | Path, embedder: Any, *, index_kind: str = "auto",
-                  chunk_size: int = 512, show_progress: bool = True, overwrite: bool = False) -> Gallery:
+                  chunk_size: int = 512, show_progress: bool = True, overwrite: bool = False,
+                  client: Any = None) -> Gallery:
     """Embed every geotagged photo of ``images`` into a gallery at ``out``; resumable.
 
     Parameters
@@ -308,6 +309,10 @@ def build_gallery(images: str | Path | Source, out: str | Path, embedder: Any, *
         Delete an earlier gallery in ``out`` and start afresh. Without it, a gallery begun with another
         encoder is refused (its embeddings cannot mix with this one's); other photos may be added.
 
+    client
+        A Dask client (`gaea.distributed.cluster`): its workers embed the chunks, each with an encoder of
+        its own built like ``embedder``; this process commits them. The gallery equals one built here.
+
     Photos that cannot be used (no position, unreadable, a bad manifest row, ...) are left out and listed
     with their reasons under ``"skipped"`` in the manifest.
     """
@@ -320,7 +325,7 @@ def build_gallery(images: str | Path | Source, out: str | Path, embedder: Any, *
         raise BadInputError(f"{readable_name(source.spec)}: no photo to put in a gallery ({skip_counts(unusable)})")
     with open_run(out, job="gaea gallery build", fingerprint=encoder_fingerprint(embedder), overwrite=overwrite):
         return _build_from_items(items, unusable, source, out, embedder, index_kind=index_kind,
-                                 chunk_size=chunk_size, show_progress=show_progress)
+                                 chunk_size=chunk_size, show_progress=show_progress, client=client)
 
 
 def encoder_fingerprint(embedder: Any) -> dict[str, Any]:
@@ -331,24 +336,52 @@ def encoder_fingerprint(embedder: Any) -> dict[str, Any]:
 
 
 def _build_from_items(items: list[PhotoItem], unusable: list[dict[str, str]], source: Source, out: Path,
-                      embedder: Any, *, index_kind: str, chunk_size: int, show_progress: bool) -> Gallery:
+                      embedder: Any, *, index_kind: str, chunk_size: int, show_progress: bool,
+                      client: Any = None) -> Gallery:
     from tqdm.auto import tqdm
 
     chunks_dir = out / "chunks"
     chunks_dir.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
     done, skipped = _finished_chunk_ids(chunks_dir)
-    todo = [item for item in items if item.key not in done and item.key not in skipped]
-    log.info("%d photos in %s: %d already embedded, %d to do", len(items), source.spec, len(done), len(todo))
-    progress = tqdm(total=len(items), initial=len(items) - len(todo), desc="gallery", unit="photo",
+    parts = _parts_to_do(items, done | skipped, chunk_size)
+    todo = sum(len(part) for _, part in parts)
+    log.info("%d photos in %s: %d already embedded, %d to do", len(items), source.spec, len(done), todo)
+    progress = tqdm(total=len(items), initial=len(items) - todo, desc="gallery", unit="photo",
                     disable=not show_progress)
-    next_chunk = _next_chunk_number(chunks_dir)
-    for start in range(0, len(todo), chunk_size):
-        _embed_chunk(todo[start:start + chunk_size], embedder, chunks_dir / f"{next_chunk:05d}", source)
-        next_chunk += 1
-        progress.update(len(todo[start:start + chunk_size]))
+    counter = _next_chunk_number(chunks_dir)
+    stems = [chunks_dir / f"{position:010d}-{counter + n:05d}" for n, (position, _) in enumerate(parts)]
+    if client is None:
+        embedded: Any = ((n, embedded_photos(part, embedder, source.spec)) for n, (_, part) in enumerate(parts))
+    else:
+        from gaea.distributed import map_parts
+
+        embedded = map_parts(client, embed_on_worker, [part for _, part in parts], embedder.recipe(), source.spec)
+    for number, (vectors, rows, probe) in embedded:
+        _check_worker_encoder(embedder, probe)
+        _save_npy(stems[number].with_suffix(".npy"), vectors)
+        # The .jsonl is written after the .npy: a chunk counts only once both exist.
+        atomic_write_jsonl(stems[number].with_suffix(".jsonl"), rows)
+        progress.update(len(parts[number][1]))
     progress.close()
     return _finish_from_chunks(out, chunks_dir, embedder, source, index_kind, unusable)
+
+
+def _parts_to_do(items: list[PhotoItem], finished: set[str], size: int) -> list[tuple[int, list[PhotoItem]]]:
+    """The photos still to embed as ``(position of the first, photos)`` chunks of at most `size`, none
+    spanning a photo already done. Chunks are named by that position, so the gallery keeps the photos'
+    order however the chunks of a run were split, finished out of order or resumed."""
+    parts: list[tuple[int, list[PhotoItem]]] = []
+    current: tuple[int, list[PhotoItem]] | None = None
+    for position, item in enumerate(items):
+        if item.key in finished:
+            current = None
+            continue
+        if current is None or len(current[1]) == size:
+            current = (position, [])
+            parts.append(current)
+        current[1].append(item)
+    return parts
 
 
 def skip_counts(skipped: list[dict[str, str]]) -> str:
@@ -357,8 +390,9 @@ def skip_counts(skipped: list[dict[str, str]]) -> str:
     return ", ".join(f"{reason} {count}" for reason, count in sorted(counts.items())) or "nothing found"
 
 
-def _embed_chunk(items: list[PhotoItem], embedder: Any, stem: Path, source: Source) -> None:
-    """Embed ``items`` and save them as one chunk; unusable photos are recorded with their reasons."""
+def embedded_photos(items: list[PhotoItem], embedder: Any, source_spec: str) -> tuple[np.ndarray, list[dict], Any]:
+    """The embeddings of the usable photos of `items`, one row each (id, source, lat, lon) followed by the
+    unusable ones with their reasons, and the embedder's probe embedding (which encoder made them)."""
     pils, rows, skipped = [], [], []
     for item in items:
         try:
@@ -369,16 +403,39 @@ def _embed_chunk(items: list[PhotoItem], embedder: Any, stem: Path, source: Sour
             log.warning("skipping %s", rejected.detail)
             skipped.append({"id": item.key, "skipped": rejected.reason, "detail": rejected.detail})
             continue
-        origin = readable_name(item.image.path) if item.image.path else f"{source.spec} {item.where}"
+        origin = readable_name(item.image.path) if item.image.path else f"{source_spec} {item.where}"
         rows.append({"id": item.key, "source": origin, "lat": float(lat), "lon": float(lon)})
     vectors = embedder.embed(pils) if pils else np.zeros((0, embedder.dim), dtype=np.float32)
-    _save_npy(stem.with_suffix(".npy"), vectors)
-    # The .jsonl is written after the .npy: a chunk counts only once both exist.
-    atomic_write_jsonl(stem.with_suffix(".jsonl"), rows + skipped)
+    return vectors, rows + skipped, getattr(embedder, "probe", None)
+
+
+def embed_on_worker(items: list[PhotoItem], recipe: dict[str, Any], source_spec: str) -> tuple[np.ndarray, list, Any]:
+    """`embedded_photos` on a cluster worker, with the worker's own encoder (loaded once per process)."""
+    return embedded_photos(items, _worker_embedder(**recipe), source_spec)
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_embedder(**recipe: Any) -> Any:
+    from gaea.retrieval.embedder import Embedder
+
+    return Embedder(**recipe)
+
+
+def _check_worker_encoder(embedder: Any, probe: Any) -> None:
+    """Refuse embeddings from a worker whose encoder embeds the probe image otherwise than this one's."""
+    ours = getattr(embedder, "probe", None)
+    if ours is not None and probe is not None and not np.allclose(ours, probe, atol=PROBE_TOLERANCE):
+        raise BadInputError(f"a worker's encoder {embedder.model_name} gives other embeddings than this machine's "
+                            "(another version of the weights or libraries there?): its photos are not added")
+
+
+def _chunk_order(stem: Path) -> tuple[int, ...]:
+    return tuple(int(number) for number in stem.name.split("-"))
 
 
 def _finished_chunks(chunks_dir: Path) -> list[Path]:
-    return sorted(p.with_suffix("") for p in chunks_dir.glob("*.jsonl") if p.with_suffix(".npy").exists())
+    stems = [p.with_suffix("") for p in chunks_dir.glob("*.jsonl") if p.with_suffix(".npy").exists()]
+    return sorted(stems, key=_chunk_order)
 
 
 def _finished_chunk_ids(chunks_dir: Path) -> tuple[set[str], set[str]]:
@@ -390,7 +447,7 @@ def _finished_chunk_ids(chunks_dir: Path) -> tuple[set[str], set[str]]:
 
 
 def _next_chunk_number(chunks_dir: Path) -> int:
-    numbers = [int(p.stem) for p in chunks_dir.glob("*.npy") if p.stem.isdigit()]
+    numbers = [_chunk_order(p.with_suffix(""))[-1] for p in chunks_dir.glob("*.npy")]
     return max(numbers, default=-1) + 1
 
 
