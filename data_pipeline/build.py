@@ -1,9 +1,12 @@
-"""`gaea data build`: a streaming, resumable, multi-process dataset builder.
+"""`gaea data build`: a streaming, resumable dataset builder, in one process or on a Dask cluster.
 
 Photos are read in a deterministic order and cut into chunks. Each chunk is processed (GPS and image
-checks, OSM lookup in one batched query, reverse geocoding, templates) in a worker process; the main
-process appends the chunk's records to `qa.jsonl` and `skipped.jsonl` in chunk order, then commits the
-chunk in `progress.jsonl` with the byte sizes both files had at that moment.
+checks, OSM lookup in one batched query, reverse geocoding, templates) here, or, with ``--workers N`` /
+``--scheduler ADDRESS`` (gaea.distributed), by the cluster's workers: the photos of a window of chunks
+are sorted by spatial cell (H3) and cut into parts, so that each worker looks up photos that lie together
+and reads few cells of an OSM store; a photo's records depend on the photo alone, so any partition gives
+the same records. This process appends each chunk's records to `qa.jsonl` and `skipped.jsonl` in chunk
+order, then commits the chunk in `progress.jsonl` with the byte sizes both files had at that moment.
 
 A rerun after a kill truncates both files back to the last committed sizes and goes on with the next
 photo, so the result equals an uninterrupted run: nothing is written twice and nothing is lost. The build
@@ -13,10 +16,10 @@ settings is refused too. Memory holds only the chunks in flight, whatever the nu
 
 from __future__ import annotations
 
+import copy
 import gc
 import itertools
 import logging
-import multiprocessing
 import os
 import time
 from collections import Counter, deque
@@ -33,6 +36,7 @@ from data_pipeline.inputs import Photo, resolve_item
 from data_pipeline.lookup import FeatureTable, nearby_for, table_for
 from gaea import sources
 from gaea.credentials import redacted
+from gaea.distributed import cluster
 from gaea.errors import BadInputError, ConfigError
 from gaea.io import JsonlAppender, atomic_write_json, read_jsonl
 from gaea.records import QARecord
@@ -44,6 +48,11 @@ log = logging.getLogger(__name__)
 
 QA_FILE, SKIPPED_FILE, PROGRESS_FILE, SUMMARY_FILE = "qa.jsonl", "skipped.jsonl", "progress.jsonl", "summary.json"
 JOB = "gaea data build"
+#: On a cluster, photos are partitioned by spatial cell within windows of this many chunks: the larger,
+#: the more photos share a cell (and the store's cell files a worker reads); a window is committed whole.
+WINDOW_CHUNKS = 16
+#: H3 resolution of the partitioning cells (~12,000 km², the store's cell files).
+PARTITION_RESOLUTION = 3
 
 
 @dataclass
@@ -60,7 +69,10 @@ class BuildConfig:
     types: tuple[str, ...] = ALL_TYPES
     seed: int = 0
     per_type: int = 2
+    #: Dask workers: 1 computes in this process, N > 1 on a local cluster of N processes; `scheduler` names
+    #: a running cluster instead (see gaea.distributed).
     workers: int = 1
+    scheduler: str | None = None
     chunk_size: int = 64
     rewrite_base_url: str | None = None
     rewrite_model: str | None = None
@@ -85,10 +97,16 @@ class BuildConfig:
             raise ConfigError("--radius-m, --per-type, --chunk-size and --workers must be positive")
         if bool(self.rewrite_base_url) != bool(self.rewrite_model):
             raise ConfigError("--rewrite-base-url and --rewrite-model go together")
-        if self.overpass and self.workers > 1:
+        if self.overpass and (self.workers > 1 or self.scheduler):
             # Parallel workers would each keep their own pace and break Overpass's polite rate limit.
-            log.warning("Overpass lookups run in one process (workers=%d ignored)", self.workers)
-            self.workers = 1
+            log.warning("Overpass lookups run in one process (--workers / --scheduler ignored)")
+            self.workers, self.scheduler = 1, None
+
+    def for_workers(self) -> BuildConfig:
+        """This config without the rewriter's key, which only this process (the client) uses."""
+        workers = copy.copy(self)
+        workers.rewrite_api_key = None
+        return workers
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the content of the dataset (not how fast it is built), as they may be
@@ -177,39 +195,62 @@ def open_source(config: BuildConfig) -> Any:
     return osm.OverpassSource(**kwargs)
 
 
-def _init_worker(config: BuildConfig) -> None:
+def _worker_state(config: BuildConfig) -> _WorkerState:
+    """This process's OSM source, feature table and generation settings for `config` (opened once)."""
     global _STATE
-    source = open_source(config)
-    generation = GenerationConfig(types=config.types, seed=config.seed, per_type=config.per_type,
-                                  radius_m=config.radius_m, source=source.name)
-    _STATE = _WorkerState(config, source, table_for(source), generation)
-    # The loaded tables live as long as the process: keep the cyclic GC from rescanning them on every pass.
-    gc.freeze()
+    if _STATE is None or _STATE.config is not config:  # a cluster worker gets one copy of a run's config
+        source = open_source(config)
+        generation = GenerationConfig(types=config.types, seed=config.seed, per_type=config.per_type,
+                                      radius_m=config.radius_m, source=source.name)
+        _STATE = _WorkerState(config, source, table_for(source), generation)
+        # The loaded tables live as long as the process: keep the cyclic GC from rescanning them on every pass.
+        gc.freeze()
+    return _STATE
 
 
-def process_chunk(items: list[PhotoItem | Skipped]) -> ChunkResult:
-    """Resolve, look up and generate one chunk (runs in a worker; the worker state is set by `_init_worker`)."""
-    state = _STATE
-    assert state is not None, "process_chunk runs only after _init_worker"
-    resolved = [resolve_item(item, out_dir=state.config.out) for item in items]
+@dataclass
+class ItemResult:
+    """What one input photo gives: its records, or the reason it was skipped."""
+
+    records: list[QARecord]
+    skipped: dict[str, str] | None = None
+
+
+def process_items(items: list[PhotoItem | Skipped], config: BuildConfig) -> list[ItemResult]:
+    """Resolve, look up (one batched query) and generate `items`, in any grouping: a photo's records
+    depend on the photo alone (its own seeded generator; lookups give the same features in any batch)."""
+    state = _worker_state(config)
+    resolved = [resolve_item(item, out_dir=config.out) for item in items]
     photos = [entry for entry in resolved if isinstance(entry, Photo)]
-    skipped = [entry.to_dict() for entry in resolved if isinstance(entry, Skipped)]
-    records = records_for_photos(photos, source=state.source, generation=state.generation, table=state.table)
-    return ChunkResult(items=len(items), photos=len(photos), records=records, skipped=skipped)
+    per_photo = iter(records_per_photo(photos, source=state.source, generation=state.generation, table=state.table))
+    return [ItemResult([], entry.to_dict()) if isinstance(entry, Skipped) else ItemResult(next(per_photo))
+            for entry in resolved]
 
 
-def records_for_photos(photos: list[Photo], *, source: Any, generation: GenerationConfig,
-                       table: FeatureTable | None = None) -> list[QARecord]:
-    """OSM lookup (batched), reverse geocoding (one vectorised call) and templates for `photos`.
-
-    `table` (from `lookup.table_for(source)`) is the fast path for a loaded extract.
-    """
+def records_per_photo(photos: list[Photo], *, source: Any, generation: GenerationConfig,
+                      table: FeatureTable | None = None) -> list[list[QARecord]]:
+    """The records of each of `photos`: OSM lookup (batched), reverse geocoding (one vectorised call)
+    and templates. `table` (from `lookup.table_for(source)`) is the fast path for a loaded extract."""
     if not photos:
         return []
     points = [GeoPoint(photo.lat, photo.lon) for photo in photos]
     nearby = nearby_for(source, points, generation.radius_m, table=table)
     contexts = contexts_for([p.lat for p in photos], [p.lon for p in photos])
-    return generate_records(photos, nearby, contexts, generation)
+    return [generate_records([photo], [around], [context], generation)
+            for photo, around, context in zip(photos, nearby, contexts, strict=True)]
+
+
+def records_for_photos(photos: list[Photo], *, source: Any, generation: GenerationConfig,
+                       table: FeatureTable | None = None) -> list[QARecord]:
+    """The records of `photos`, one after the other (see `records_per_photo`)."""
+    return [record for records in records_per_photo(photos, source=source, generation=generation, table=table)
+            for record in records]
+
+
+def _chunk_result(results: list[ItemResult]) -> ChunkResult:
+    return ChunkResult(items=len(results), photos=sum(result.skipped is None for result in results),
+                       records=[record for result in results for record in result.records],
+                       skipped=[result.skipped for result in results if result.skipped is not None])
 
 
 def _chunks(items: Iterable[PhotoItem | Skipped], size: int) -> Iterator[list[PhotoItem | Skipped]]:
@@ -218,24 +259,64 @@ def _chunks(items: Iterable[PhotoItem | Skipped], size: int) -> Iterator[list[Ph
         yield chunk
 
 
-def _results_in_order(config: BuildConfig, chunks: Iterator[list[PhotoItem | Skipped]]) -> Iterator[ChunkResult]:
-    """Chunk results in input order; at most two chunks per worker in flight, so memory stays flat."""
-    # Loaded once here: forked workers inherit the loaded extract and geocoder instead of each loading them.
-    _init_worker(config)
-    if config.workers == 1:
-        yield from map(process_chunk, chunks)
-        return
-    context = multiprocessing.get_context()
-    forked = context.get_start_method() == "fork"
-    initializer, initargs = (None, ()) if forked else (_init_worker, (config,))
-    with context.Pool(config.workers, initializer=initializer, initargs=initargs) as pool:
-        pending: deque = deque()
+def _results_in_order(config: BuildConfig, chunks: Iterator[list[PhotoItem | Skipped]],
+                      client: Any) -> Iterator[ChunkResult]:
+    """Chunk results in input order: computed here, or by the workers of a Dask cluster."""
+    if client is None:
         for chunk in chunks:
-            pending.append(pool.apply_async(process_chunk, (chunk,)))
-            if len(pending) >= 2 * config.workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+            yield _chunk_result(process_items(chunk, config))
+        return
+    from gaea.distributed import map_parts
+
+    windows = _windows(chunks, WINDOW_CHUNKS)
+    pending: deque[tuple[list[list[PhotoItem | Skipped]], list[list[tuple[int, int]]]]] = deque()
+    parts = _parts_of(windows, pending, config.chunk_size)
+    window_results: dict[tuple[int, int], ItemResult] = {}
+    for _, (slots, results) in map_parts(client, _process_part, parts, config.for_workers(), in_order=True):
+        window_results.update(zip(slots, results, strict=True))
+        while pending and len(window_results) == sum(len(chunk) for chunk in pending[0][0]):
+            window, _ = pending.popleft()
+            for c, chunk in enumerate(window):
+                yield _chunk_result([window_results.pop((c, i)) for i in range(len(chunk))])
+
+
+def _process_part(part: tuple[list[tuple[int, int]], list[PhotoItem | Skipped]],
+                  config: BuildConfig) -> tuple[list[tuple[int, int]], list[ItemResult]]:
+    slots, items = part
+    return slots, process_items(items, config)
+
+
+def _windows(chunks: Iterator[list[PhotoItem | Skipped]], size: int) -> Iterator[list[list[PhotoItem | Skipped]]]:
+    while window := list(itertools.islice(chunks, size)):
+        yield window
+
+
+def _parts_of(windows: Iterator[list[list[PhotoItem | Skipped]]], pending: deque,
+              size: int) -> Iterator[tuple[list[tuple[int, int]], list[PhotoItem | Skipped]]]:
+    """The photos of each window of chunks, sorted by spatial cell and cut into parts of `size`, each
+    photo with its slot (chunk, place in the chunk); a window is put in `pending` before its parts."""
+    for window in windows:
+        slots = [(c, i) for c, chunk in enumerate(window) for i in range(len(chunk))]
+        slots.sort(key=lambda slot: _cell_of(window[slot[0]][slot[1]]))
+        pending.append((window, slots))
+        for start in range(0, len(slots), size):
+            part = slots[start:start + size]
+            yield part, [window[c][i] for c, i in part]
+
+
+def _cell_of(item: PhotoItem | Skipped) -> int:
+    """The H3 cell of a photo whose position is known before it is read (a manifest row), else 0: those
+    are read by the worker (EXIF) and keep their input order. The resolution of the store's cell files,
+    so that a part's photos read few of them."""
+    lat, lon = getattr(item, "lat", None), getattr(item, "lon", None)
+    if lat is None or lon is None:
+        return 0
+    import h3.api.basic_int as h3
+
+    try:
+        return h3.latlng_to_cell(float(lat), float(lon), PARTITION_RESOLUTION)
+    except (ValueError, h3.H3BaseException):  # an out-of-range position: the worker skips it with its reason
+        return 0
 
 
 # ---------------------------------------------------------------------------------------------- resuming
@@ -301,8 +382,8 @@ def _build(config: BuildConfig, rewriter: Callable[[list[QARecord]], list[QAReco
     items = itertools.islice(photo_items(config.source), progress.items, None)
     bar = tqdm(initial=progress.items, unit="photo", desc="gaea data build", disable=not config.progress)
     with JsonlAppender(out / QA_FILE) as qa, JsonlAppender(out / SKIPPED_FILE) as skipped_out, \
-            JsonlAppender(out / PROGRESS_FILE) as progress_out:
-        for result in _results_in_order(config, _chunks(items, config.chunk_size)):
+            JsonlAppender(out / PROGRESS_FILE) as progress_out, cluster(config.scheduler, config.workers) as client:
+        for result in _results_in_order(config, _chunks(items, config.chunk_size), client):
             records = rewriter(result.records) if rewriter else result.records
             qa.write_many(record.to_dict() for record in records)
             skipped_out.write_many(result.skipped)

@@ -7,14 +7,13 @@ import json
 import os
 
 from data_pipeline.generators import ALL_TYPES
+from gaea.commands.common import add_cluster_arguments
 from gaea.commands.context_args import add_map_arguments, check_map_arguments
 from gaea.commands.parsing import CommandParser, add_command, add_commands, warn
 from gaea.credentials import REWRITE_KEY_ENV, key_option_help
 from gaea.errors import BadInputError, ConfigError
 from gaea.io import readable_name
 from gaea.sources import SPEC_HELP
-
-DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def configure(parser: CommandParser) -> None:
@@ -48,9 +47,6 @@ def _configure_build(commands: argparse._SubParsersAction) -> None:
                        help="comma-separated question types: mcq,tf,svqa,lvqa,loc")
     build.add_argument("--seed", type=int, default=0, help="seed of the template choices")
     build.add_argument("--per-type", type=int, default=2, help="records per type and photo (TF: pairs = n // 2)")
-    build.add_argument("--workers", type=int,
-                       help="worker processes for the CPU stages (default: one per CPU core, at most 4; "
-                            "1 with --overpass)")
     build.add_argument("--chunk-size", type=int, default=64, help="photos per chunk (the unit of resuming)")
     build.add_argument("--rewrite-base-url", help="OpenAI-compatible server that paraphrases questions")
     build.add_argument("--rewrite-model", help="model name on that server")
@@ -59,6 +55,7 @@ def _configure_build(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--no-hf", action="store_true", help="skip the Hugging Face copy in OUT/hf")
     build.alias("--photos", "--images")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_cluster_arguments(build)
 
 
 def _configure_build_ranking(commands: argparse._SubParsersAction) -> None:
@@ -96,17 +93,18 @@ def _run_build(args: argparse.Namespace) -> int:
     check_map_arguments(args)
     if args.overpass_cache_dir and not args.overpass:
         raise ConfigError("--overpass-cache-dir applies with --overpass")
-    workers = args.workers or DEFAULT_WORKERS
+    workers = args.workers or 1
     if args.overpass:
-        if args.workers and args.workers > 1:
+        if workers > 1 or args.scheduler:
             # Parallel workers would each keep their own pace and break Overpass's polite rate limit.
-            warn(args, f"--workers {args.workers} ignored: Overpass lookups run in one process")
+            warn(args, "--workers / --scheduler ignored: Overpass lookups run in one process")
         workers = 1
     config = BuildConfig(
         photos=args.images, out=args.out, osm_file=str(args.osm_file) if args.osm_file else None,
         overpass=args.overpass, overpass_url=args.overpass_url, overpass_cache_dir=args.overpass_cache_dir,
         radius_m=args.radius_m, types=tuple(t.strip() for t in args.types.split(",") if t.strip()),
-        seed=args.seed, per_type=args.per_type, workers=workers, chunk_size=args.chunk_size,
+        seed=args.seed, per_type=args.per_type, workers=workers, scheduler=None if args.overpass else args.scheduler,
+        chunk_size=args.chunk_size,
         rewrite_base_url=args.rewrite_base_url, rewrite_model=args.rewrite_model,
         rewrite_api_key=args.rewrite_api_key, hf_dataset=not args.no_hf, progress=not args.quiet,
     )

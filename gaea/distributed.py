@@ -2,7 +2,8 @@
 
 `gaea data build` and `gaea gallery build` take ``--scheduler ADDRESS`` (a running Dask cluster:
 dask-jobqueue, Kubernetes, ``dask scheduler`` + ``dask worker``, any) or ``--workers N`` (a cluster of N
-worker processes on this machine, started for the run and bound to 127.0.0.1). This is the one way of
+worker processes on this machine, started for the run and bound to 127.0.0.1; 1, the default, runs in
+this process). This is the one way of
 running in parallel: local and remote runs take the same code path, and a worker that dies mid-run has
 its parts re-run elsewhere by the scheduler.
 
@@ -35,12 +36,12 @@ CONNECT_TIMEOUT_S = 30
 @contextlib.contextmanager
 def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """A Dask ``Client`` of the cluster at `scheduler`, or of `workers` local processes, for the block;
-    None when neither is given (the run stays in this process)."""
-    if scheduler and workers:
-        raise ConfigError("--scheduler and --workers exclude each other (the cluster at --scheduler has its workers)")
+    None when neither is given, or one worker (the run stays in this process)."""
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
-    if not scheduler and not workers:
+    if scheduler and workers and workers > 1:
+        raise ConfigError("--scheduler and --workers exclude each other (the cluster at --scheduler has its workers)")
+    if not scheduler and (workers or 1) == 1:
         yield None
         return
     from distributed import Client, LocalCluster

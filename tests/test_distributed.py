@@ -1,5 +1,6 @@
 """Runs spread over several machines: `gaea eval` over replicas of one model server (several --base-url);
-`gaea gallery build` on a Dask cluster (a LocalCluster the tests start on 127.0.0.1, 2 worker processes)."""
+`gaea gallery build` and `gaea data build` on a Dask cluster (a LocalCluster the tests start on 127.0.0.1,
+2 worker processes): equal to the plain runs byte for byte, and a worker killed mid-run loses no finished work."""
 
 from __future__ import annotations
 
@@ -10,15 +11,15 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import pytest
 
 from gaea.cli import main
 from gaea.distributed import cluster
 from gaea.exif import read_exif_gps
-from gaea.retrieval import Embedder, Gallery, build_gallery
+from gaea.retrieval import Embedder, build_gallery
 from tests.servers import HOST, recording_openai_server
+from tests.test_data_pipeline import AREZZO, points_inside
 from tests.test_retrieval import GEOTAGGED
 
 PHOTOS = ("DSCN0010.jpg", "DSCN0012.jpg", "DSCN0021.jpg", "Kodak_CX7530.jpg")
@@ -90,26 +91,38 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-def test_gallery_build_on_the_cluster_equals_the_plain_build_byte_for_byte(dask_client, photos_dir, tiny_encoder,
-                                                                           tmp_path, capsys):
-    manifest = _repeated_manifest(photos_dir, tmp_path / "photos.csv", copies=2)
-    plain = tmp_path / "plain"
-    assert main(["gallery", "build", "--images", str(manifest), "--out", str(plain), "--encoder",
-                 str(tiny_encoder), "--batch-size", "4"]) == 0
-    on_cluster = tmp_path / "cluster"
-    assert main(["gallery", "build", "--images", str(manifest), "--out", str(on_cluster), "--encoder",
-                 str(tiny_encoder), "--batch-size", "4", "--scheduler", dask_client.scheduler.address]) == 0
-    assert "gallery of 16 photos" in capsys.readouterr().out
-    assert _files(on_cluster) == _files(plain)
+@pytest.fixture(scope="module")
+def gallery_photos(photos_dir, tmp_path_factory) -> Path:
+    return _repeated_manifest(photos_dir, tmp_path_factory.mktemp("gallery-photos") / "photos.csv", copies=4)
+
+
+@pytest.fixture(scope="module")
+def plain_gallery(gallery_photos, tiny_encoder, tmp_path_factory) -> Path:
+    """The gallery of 32 photos built in this process, in chunks of 2 photos, batches of 2."""
+    out = tmp_path_factory.mktemp("plain") / "gallery"
+    build_gallery(gallery_photos, out, Embedder(tiny_encoder, batch_size=2), chunk_size=2, show_progress=False)
+    return out
+
+
+def _gallery_files(root: Path) -> dict[str, bytes]:
+    return {name: data for name, data in _files(root).items() if not name.startswith("chunks/")}
+
+
+def test_gallery_build_on_the_cluster_equals_the_plain_build_byte_for_byte(dask_client, gallery_photos, plain_gallery,
+                                                                           tiny_encoder, tmp_path, capsys):
+    out = tmp_path / "cluster"
+    # One chunk of 512 here, of 2 in the plain build: the same batches of 2, so the same embeddings.
+    assert main(["gallery", "build", "--images", str(gallery_photos), "--out", str(out), "--encoder",
+                 str(tiny_encoder), "--batch-size", "2", "--scheduler", dask_client.scheduler.address]) == 0
+    assert "gallery of 32 photos" in capsys.readouterr().out
+    assert _gallery_files(out) == _gallery_files(plain_gallery)
     _assert_loopback_only(dask_client)
 
 
-def test_a_worker_killed_mid_build_loses_no_finished_chunk(dask_client, photos_dir, tiny_encoder, tmp_path):
-    manifest = _repeated_manifest(photos_dir, tmp_path / "photos.csv", copies=6)
-    embedder = Embedder(tiny_encoder, batch_size=2)
-    plain = build_gallery(manifest, tmp_path / "plain", embedder, chunk_size=2, show_progress=False)
+def test_a_worker_killed_mid_build_loses_no_finished_chunk(dask_client, gallery_photos, plain_gallery, tiny_encoder,
+                                                           tmp_path):
     out = tmp_path / "cluster"
-    run = threading.Thread(target=build_gallery, args=(manifest, out, embedder),
+    run = threading.Thread(target=build_gallery, args=(gallery_photos, out, Embedder(tiny_encoder, batch_size=2)),
                            kwargs={"chunk_size": 2, "show_progress": False, "client": dask_client})
     run.start()
     before = _committed_chunks(out / "chunks", at_least=2, deadline_s=120)
@@ -120,9 +133,7 @@ def test_a_worker_killed_mid_build_loses_no_finished_chunk(dask_client, photos_d
     assert not run.is_alive()
     after = {path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in (out / "chunks").iterdir()}
     assert all(after[name] == stamp for name, stamp in before.items()), "a finished chunk was written again"
-    gallery = Gallery.load(out)
-    assert gallery.ids == plain.ids and len(gallery) == 48
-    assert np.array_equal(np.asarray(gallery.embeddings), np.asarray(plain.embeddings))
+    assert _files(out) == _files(plain_gallery)  # chunks included: named by position, the same in both
     assert victim not in dask_client.run(os.getpid).values()
 
 
@@ -135,3 +146,67 @@ def _committed_chunks(chunks: Path, *, at_least: int, deadline_s: float) -> dict
                     if path.suffix in (".npy", ".jsonl") and path.with_suffix(".jsonl").exists()}
         time.sleep(0.005)
     pytest.fail(f"no {at_least} chunks in {chunks} after {deadline_s:.0f} s")
+
+
+# -- gaea data build on the cluster ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spread_manifest(shared_data, photos_dir, tmp_path_factory) -> Path:
+    """60 photos under their own ids, alternately inside West Oakland (features around) and at the shared
+    photos' own places (Italy, Kenya, ...): sorted by cell, the cluster's parts mix the chunks."""
+    oakland = points_inside(shared_data / "osm" / "west-oakland.osm.bz2", 30, seed=5)
+    abroad = [(name, *read_exif_gps(photos_dir / name)) for name in GEOTAGGED]
+    rows = []
+    for n, (lat, lon) in enumerate(oakland):
+        rows.append(f"oak{n},{photos_dir / AREZZO[n % len(AREZZO)]},{lat},{lon}\n")
+        name, far_lat, far_lon = abroad[n % len(abroad)]
+        rows.append(f"far{n},{photos_dir / name},{far_lat},{far_lon}\n")
+    path = tmp_path_factory.mktemp("spread") / "photos.csv"
+    path.write_text("id,path,lat,lon\n" + "".join(rows))
+    return path
+
+
+def _data_build(manifest: Path, out: Path, shared_data: Path, *extra: str) -> list[str]:
+    return ["data", "build", "--photos", str(manifest), "--out", str(out), "--osm-file",
+            str(shared_data / "osm" / "west-oakland.osm.bz2"), "--chunk-size", "1", "--no-hf", "--quiet", *extra]
+
+
+@pytest.fixture(scope="module")
+def plain_dataset(spread_manifest, shared_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("plain") / "dataset"
+    assert main(_data_build(spread_manifest, out, shared_data)) == 0
+    return out
+
+
+def _dataset_files(root: Path) -> dict[str, bytes]:
+    return {name: data for name, data in _files(root).items() if name not in ("summary.json", "run.json")}
+
+
+def test_data_build_on_the_cluster_equals_the_plain_build_byte_for_byte(dask_client, spread_manifest, shared_data,
+                                                                        plain_dataset, tmp_path, capsys):
+    out = tmp_path / "cluster"
+    assert main(_data_build(spread_manifest, out, shared_data, "--scheduler", dask_client.scheduler.address)) == 0
+    capsys.readouterr()
+    assert _dataset_files(out) == _dataset_files(plain_dataset)  # records, skips, progress, images, card
+    _assert_loopback_only(dask_client)
+
+
+def test_a_worker_killed_mid_data_build_loses_no_committed_chunk(dask_client, spread_manifest, shared_data,
+                                                                 plain_dataset, tmp_path, capsys):
+    out = tmp_path / "cluster"
+    run = threading.Thread(target=main, args=(_data_build(spread_manifest, out, shared_data, "--scheduler",
+                                                          dask_client.scheduler.address),))
+    run.start()
+    deadline = time.monotonic() + 120
+    while not (out / "progress.jsonl").is_file() or not (out / "progress.jsonl").read_bytes():
+        assert time.monotonic() < deadline and run.is_alive(), "the build committed nothing"
+        time.sleep(0.005)
+    committed = (out / "qa.jsonl").read_bytes()
+    assert not (out / "summary.json").exists(), "the build ended before a worker could be killed"
+    os.kill(next(iter(dask_client.run(os.getpid).values())), signal.SIGKILL)
+    run.join(timeout=300)
+    assert not run.is_alive()
+    capsys.readouterr()
+    assert (out / "qa.jsonl").read_bytes().startswith(committed)
+    assert _dataset_files(out) == _dataset_files(plain_dataset)
