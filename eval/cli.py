@@ -350,6 +350,8 @@ def _concurrency_for(args: argparse.Namespace, *, judged: bool = False) -> int:
 def _config_of(args: argparse.Namespace, *, task: str) -> dict[str, Any]:
     config = {"task": task}
     config |= {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
+    if config.get("base_url") and len(config["base_url"]) == 1:  # one server: its URL, as runs have always recorded
+        config["base_url"] = config["base_url"][0]
     # Keys and URL credentials are never written to run files.
     return {key: value for key, value in redacted(config).items() if _json_plain(value)}
 

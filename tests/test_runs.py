@@ -297,7 +297,8 @@ def test_resuming_a_gallery_with_another_encoder_is_refused(photos_dir: Path, ti
     other = Embedder(other_encoder, device="cpu")
     gallery = build_gallery(first, out, other, show_progress=False, overwrite=True)
     assert gallery.encoder == str(other_encoder) and len(gallery) == 4
-    assert sorted(path.name for path in (out / "chunks").iterdir()) == ["00000.jsonl", "00000.npy"]
+    chunks = sorted(path.name for path in (out / "chunks").iterdir())
+    assert chunks == ["0000000000-00000.jsonl", "0000000000-00000.npy"]
 
 
 def test_a_second_gallery_build_into_one_folder_refuses(photos_dir: Path, tiny_encoder: Path, tmp_path: Path) -> None:
