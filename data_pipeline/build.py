@@ -108,6 +108,13 @@ class BuildConfig:
         workers.rewrite_api_key = None
         return workers
 
+    def worker_key(self) -> tuple:
+        """What a process's OSM source and generation settings depend on: a long-lived worker of a cluster
+        keeps them from one run to the next while this is the same (the extract's size and time included)."""
+        extract = os.stat(self.osm_file) if self.osm_file else None
+        return (self.osm_file, extract and (extract.st_size, extract.st_mtime_ns), self.overpass, self.overpass_url,
+                self.overpass_cache_dir, self.radius_m, self.types, self.seed, self.per_type)
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the content of the dataset (not how fast it is built), as they may be
         recorded: URLs without credentials or query values."""
@@ -198,7 +205,7 @@ def open_source(config: BuildConfig) -> Any:
 def _worker_state(config: BuildConfig) -> _WorkerState:
     """This process's OSM source, feature table and generation settings for `config` (opened once)."""
     global _STATE
-    if _STATE is None or _STATE.config is not config:  # a cluster worker gets one copy of a run's config
+    if _STATE is None or _STATE.config.worker_key() != config.worker_key():
         source = open_source(config)
         generation = GenerationConfig(types=config.types, seed=config.seed, per_type=config.per_type,
                                       radius_m=config.radius_m, source=source.name)

@@ -11,7 +11,7 @@ Four shapes, one interface:
   dimensions), its inverted lists in a file of their own (``OnDiskInvertedLists``, memory-mapped), the
   shortlist re-ranked the same way: only the coarse centroids and the list table stay in memory, a few
   MB whatever the size, and a search reads the lists it probes. The price is the every-list dissimilar
-  scan, about 10x slower than fast-scan's (see ``benchmarks/distributed.py``): fast-scan's packed blocks
+  scan, about 10x slower than fast-scan's (see ``benchmarks/scale_out.py``): fast-scan's packed blocks
   have no on-disk form in FAISS, and FAISS cannot memory-map them either.
 - ``hnsw``: a graph index over the full vectors (fast queries, no compression, slow to build).
 

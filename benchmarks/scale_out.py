@@ -14,8 +14,15 @@ extrapolated from the measured size, linearly in the vectors (labelled as such);
 on-disk index (coarse centroids, quantizer ranges, list table) is computed for the inverted lists a
 10M gallery gets.
 
-Run: ``.venv/bin/python benchmarks/distributed.py`` (quick default: 200,000 vectors, a few minutes and
-under 2 GB); ``--vectors 1000000`` for a larger measurement.
+Part ``runs``: photos per second of `gaea data build` (the Kotka extract, photos at positions around its
+features, listed in a manifest) and of `gaea gallery build` (the shared photos under many ids, the tiny
+CLIP encoder of `gaea.models.tiny`), each in this process and then on a Dask cluster of ``--workers``
+local processes (started once, its start timed apart; the first parts include each worker's loading of
+the extract or encoder). Both outputs are checked equal byte for byte.
+
+Run: ``.venv/bin/python benchmarks/scale_out.py`` (quick default: 200,000 vectors, 3,000 dataset photos,
+256 gallery photos; a few minutes and under 2 GB); ``--vectors 1000000`` for a larger measurement,
+``--only faiss`` / ``--only runs`` for one part.
 """
 
 from __future__ import annotations
@@ -217,10 +224,91 @@ def report_faiss(n: int, results: dict[str, dict]) -> None:
           "only the shortlisted rows)")
 
 
+# -- part runs: photos per second in one process and on a local Dask cluster ---------------------------
+
+
+def _manifest(path: Path, rows: list[tuple[str, Path, float, float]]) -> Path:
+    path.write_text("id,path,lat,lon\n" + "".join(f"{key},{image},{lat},{lon}\n" for key, image, lat, lon in rows))
+    return path
+
+
+def run_throughput(photos: int, gallery_photos: int, workers: int, workdir: Path) -> dict[str, float]:
+    from data_pipeline.build import BuildConfig, build_dataset
+    from gaea.distributed import cluster
+    from gaea.exif import read_exif_gps
+    from gaea.models.tiny import build_tiny_encoder
+    from gaea.osm import open_osm_source
+    from gaea.retrieval import Embedder, build_gallery
+
+    shared = REPO.parent / "shared" / "data"
+    extract = shared / "osm" / "kotka.osm.pbf"
+    features = open_osm_source(extract).all_features
+    rng = np.random.default_rng(3)
+    pictures = sorted(p for p in (shared / "photos").glob("DSCN*.jpg"))
+    chosen = rng.integers(0, len(features), photos)
+    dataset_rows = [(f"p{n}", pictures[n % len(pictures)], features[i].lat + rng.uniform(-3e-4, 3e-4),
+                     features[i].lon + rng.uniform(-3e-4, 3e-4)) for n, i in enumerate(chosen)]
+    dataset_manifest = _manifest(workdir / "dataset.csv", dataset_rows)
+    geotagged = [(p, *read_exif_gps(p)) for p in pictures]
+    gallery_manifest = _manifest(workdir / "gallery.csv", [(f"g{n}", *geotagged[n % len(geotagged)])
+                                                           for n in range(gallery_photos)])
+    encoder = build_tiny_encoder(workdir / "encoder")
+    embedder = Embedder(encoder, batch_size=8)
+
+    def data_build(out: str, scheduler: str | None = None, manifest: Path = dataset_manifest) -> float:
+        config = BuildConfig(photos=str(manifest), out=workdir / out, osm_file=str(extract), chunk_size=64,
+                             hf_dataset=False, progress=False, scheduler=scheduler)
+        start = time.perf_counter()
+        build_dataset(config)
+        return time.perf_counter() - start
+
+    def gallery_build(out: str, client=None, manifest: Path = gallery_manifest) -> float:
+        start = time.perf_counter()
+        build_gallery(manifest, workdir / out, embedder, chunk_size=16, show_progress=False, client=client)
+        return time.perf_counter() - start
+
+    # Warm-ups (a few photos): each side loads the extract, geocoder and encoder once, as a long run does.
+    small_data = _manifest(workdir / "warm-data.csv", dataset_rows[:128])
+    small_gallery = _manifest(workdir / "warm-gallery.csv", [(f"w{n}", *geotagged[n % len(geotagged)])
+                                                             for n in range(32)])
+    figures = {"data_warm_plain_s": data_build("warm-data-plain", manifest=small_data),
+               "gallery_warm_plain_s": gallery_build("warm-gallery-plain", manifest=small_gallery)}
+    figures |= {"data_plain_s": data_build("data-plain"), "gallery_plain_s": gallery_build("gallery-plain")}
+    start = time.perf_counter()
+    with cluster(workers=workers) as client:
+        figures["cluster_start_s"] = time.perf_counter() - start
+        figures["data_warm_cluster_s"] = data_build("warm-data-cluster", client.scheduler.address, small_data)
+        figures["gallery_warm_cluster_s"] = gallery_build("warm-gallery-cluster", client, small_gallery)
+        figures["data_cluster_s"] = data_build("data-cluster", client.scheduler.address)
+        figures["gallery_cluster_s"] = gallery_build("gallery-cluster", client)
+    for plain, on_cluster in (("data-plain/qa.jsonl", "data-cluster/qa.jsonl"),
+                              ("gallery-plain/embeddings.npy", "gallery-cluster/embeddings.npy")):
+        if (workdir / plain).read_bytes() != (workdir / on_cluster).read_bytes():
+            raise SystemExit(f"{on_cluster} differs from {plain}: the cluster's result is not the plain run's")
+    return figures
+
+
+def report_runs(photos: int, gallery_photos: int, workers: int, figures: dict[str, float]) -> None:
+    print(f"\nruns in one process and on a local Dask cluster of {workers} worker processes, after a warm-up run "
+          "on each side; outputs equal byte for byte")
+    print(f"  cluster start {figures['cluster_start_s']:.1f} s; warm-up (loading extract, geocoder, encoder): data "
+          f"{figures['data_warm_plain_s']:.1f} s here, {figures['data_warm_cluster_s']:.1f} s on the cluster; "
+          f"gallery {figures['gallery_warm_plain_s']:.1f} s here, {figures['gallery_warm_cluster_s']:.1f} s there")
+    print(f"{'':34}{'one process':>14}{f'{workers} workers':>14}{'ratio':>8}")
+    for label, key, count in (("data build, photos/s", "data", photos), ("gallery build, photos/s", "gallery",
+                                                                           gallery_photos)):
+        plain, on_cluster = count / figures[f"{key}_plain_s"], count / figures[f"{key}_cluster_s"]
+        print(f"{label:34}{plain:14.0f}{on_cluster:14.0f}{on_cluster / plain:7.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("faiss", "runs"), help="run one part (default: both)")
     parser.add_argument("--vectors", type=int, default=200_000, help="gallery vectors of the FAISS part")
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--photos", type=int, default=3000, help="dataset photos of the runs part")
+    parser.add_argument("--gallery-photos", type=int, default=256, help="gallery photos of the runs part")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster")
     parser.add_argument("--child", nargs=3, metavar=("STEP", "KIND", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -229,7 +317,11 @@ def main() -> None:
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory(prefix="gaea-bench-distributed-") as tmp:
-        report_faiss(args.vectors, faiss_memory(args.vectors, args.queries, Path(tmp)))
+        if args.only != "runs":
+            report_faiss(args.vectors, faiss_memory(args.vectors, args.queries, Path(tmp)))
+        if args.only != "faiss":
+            figures = run_throughput(args.photos, args.gallery_photos, args.workers, Path(tmp))
+            report_runs(args.photos, args.gallery_photos, args.workers, figures)
 
 
 if __name__ == "__main__":
