@@ -150,11 +150,13 @@ def test_build_resumes_and_embeds_only_new_photos(photos_dir: Path, embedder: Em
     build_gallery(first, out, embedder, chunk_size=2, show_progress=False)
     assert len(list((out / "chunks").glob("*.npy"))) == 3
     # A chunk interrupted between its two files does not count and is not repeated in the order.
-    (out / "chunks" / "00003.npy").write_bytes(b"torn")
+    (out / "chunks" / "0000000006-00003.npy").write_bytes(b"torn")
     gallery = build_gallery(everything, out, embedder, chunk_size=2, show_progress=False)
-    new_chunks = sorted(p.name for p in (out / "chunks").glob("*.jsonl"))
-    assert new_chunks == ["00000.jsonl", "00001.jsonl", "00002.jsonl", "00004.jsonl", "00005.jsonl"]
-    assert sorted(gallery.ids) == sorted(str(photos_dir / n) for n in GEOTAGGED)
+    # Chunks are named by the position of their first photo (then a counter), so the gallery keeps the order.
+    new_chunks = sorted(p.stem for p in (out / "chunks").glob("*.jsonl"))
+    assert new_chunks == ["0000000000-00000", "0000000002-00001", "0000000004-00002", "0000000005-00004",
+                          "0000000007-00005"]
+    assert gallery.ids == [str(photos_dir / n) for n in GEOTAGGED]
     fresh = embedder.embed([photos_dir / n for n in GEOTAGGED])
     order = [gallery.ids.index(str(photos_dir / n)) for n in GEOTAGGED]
     assert np.allclose(np.asarray(gallery.embeddings)[order], fresh, atol=1e-5)
