@@ -168,7 +168,7 @@ def spread_manifest(shared_data, photos_dir, tmp_path_factory) -> Path:
 
 
 def _data_build(manifest: Path, out: Path, shared_data: Path, *extra: str) -> list[str]:
-    return ["data", "build", "--photos", str(manifest), "--out", str(out), "--osm-file",
+    return ["data", "build", "--images", str(manifest), "--out", str(out), "--osm-file",
             str(shared_data / "osm" / "west-oakland.osm.bz2"), "--chunk-size", "1", "--no-hf", "--quiet", *extra]
 
 
