@@ -97,7 +97,8 @@ def _run_build(args: argparse.Namespace) -> int:
     if args.overpass:
         if workers > 1 or args.scheduler:
             # Parallel workers would each keep their own pace and break Overpass's polite rate limit.
-            warn(args, "--workers / --scheduler ignored: Overpass lookups run in one process")
+            ignored = f"--workers {workers}" if workers > 1 else "--scheduler"
+            warn(args, f"{ignored} ignored: Overpass lookups run in one process")
         workers = 1
     config = BuildConfig(
         photos=args.images, out=args.out, osm_file=str(args.osm_file) if args.osm_file else None,
