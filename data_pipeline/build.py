@@ -39,6 +39,7 @@ from gaea.credentials import redacted
 from gaea.distributed import cluster
 from gaea.errors import BadInputError, ConfigError
 from gaea.io import JsonlAppender, atomic_write_json, read_jsonl
+from gaea.osm.extract import extract_identity
 from gaea.records import QARecord
 from gaea.runs import open_run
 from gaea.sources import PhotoItem, Skipped, Source, photo_items
@@ -120,13 +121,24 @@ class BuildConfig:
         recorded: URLs without credentials or query values."""
         return redacted({
             "photos": self.source.identity,
-            "osm": str(Path(self.osm_file).resolve()) if self.osm_file else f"overpass:{self.overpass_url or ''}",
+            "osm": _osm_identity(self.osm_file) if self.osm_file else f"overpass:{self.overpass_url or ''}",
             "radius_m": self.radius_m,
             "types": list(self.types),
             "seed": self.seed,
             "per_type": self.per_type,
             "rewrite": [self.rewrite_base_url, self.rewrite_model],
         })
+
+
+def _osm_identity(osm_file: str) -> str | dict[str, Any]:
+    """An extract by its path and content (size and a hash of both ends, not its mtime: a copy or a touch is the
+    same data), so a build resumed after the extract was replaced refuses instead of mixing two versions of
+    the map; a store folder (``NAME.gaea-store``) by its path, its manifest keys it to its extract."""
+    path = Path(osm_file).resolve()
+    if path.is_dir():
+        return str(path)
+    identity = extract_identity(path)
+    return {"path": str(path), "size": identity["size"], "sha256_ends": identity["sha256_ends"]}
 
 
 @dataclass

@@ -8,6 +8,7 @@ refuse naming the first one's PID, and the first run, continued with SIGCONT, mu
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import json
 import os
@@ -235,7 +236,7 @@ def test_a_dataset_two_unlocked_builds_wrote_is_refused_and_counted_once(clean_b
     assert doubled["duplicates"] == clean["records"] and clean["duplicates"] == 0
     config = json.loads((out / "run.json").read_text())["fingerprint"]
     with pytest.raises(BadInputError, match=r"progress\.jsonl, line \d+: the photo count goes back .* --overwrite"):
-        build_dataset(BuildConfig(photos=config["photos"], out=out, osm_file=config["osm"], chunk_size=16,
+        build_dataset(BuildConfig(photos=config["photos"], out=out, osm_file=config["osm"]["path"], chunk_size=16,
                                   hf_dataset=False, progress=False))
 
 
@@ -253,6 +254,27 @@ def test_a_data_build_with_other_settings_is_refused_or_overwritten(many_photos:
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert json.loads((out / "run.json").read_text())["fingerprint"]["seed"] == 5
     assert (out / "qa.jsonl").read_bytes() != (clean_build / "qa.jsonl").read_bytes()
+
+
+def test_a_data_build_resumed_on_a_replaced_extract_is_refused(shared_data: Path, tmp_path: Path) -> None:
+    # The fingerprint keys the extract by its content: a resume after the file at that path was replaced by
+    # another extract would mix two versions of the map in one dataset. A copy (new mtime, same bytes) is fine.
+    extract, out = tmp_path / "city.osm.bz2", tmp_path / "out"
+    shutil.copyfile(shared_data / "osm" / "west-oakland.osm.bz2", extract)
+    photos = shared_data / "photos"
+    first = subprocess.run(_data_build(photos, out, extract), cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode in (0, 2), first.stderr[-2000:]
+    assert (out / "run.json").exists(), first.stderr[-2000:]
+    shutil.copyfile(shared_data / "osm" / "west-oakland.osm.bz2", extract)  # same bytes, a new mtime
+    again = subprocess.run(_data_build(photos, out, extract), cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert "was made with" not in again.stderr, again.stderr[-2000:]
+    extract.write_bytes(bz2.compress((shared_data / "osm" / "kirchberg-no-pois.osm").read_bytes()))
+    refused = subprocess.run(_data_build(photos, out, extract), cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2
+    assert f"{out} was made with osm" in refused.stderr and "use another --out or --overwrite" in refused.stderr
 
 
 # ------------------------------------------------------------------------------------------------ gallery
