@@ -291,3 +291,17 @@ def test_lookup_pairs_are_the_tree_against_tree_pairs_bit_for_bit(generated: Pat
                                         strict=True))
         assert np.all(np.diff(pairs.points) >= 0) and len(pairs.points) > 1000
     assert index._pairs_per_point > _MANY_PAIRS, "the dense way was taken"
+
+
+def test_an_extract_reached_through_a_symlink_has_the_same_cached_store(cache_dir: Path, tmp_path: Path) -> None:
+    # CI may see ../shared through a symlink: the store cached for a read-only folder is keyed by the real file.
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "x.osm.pbf").write_bytes(b"")
+    real.chmod(0o555)
+    (tmp_path / "link").symlink_to(real)
+    try:
+        assert default_store_dir(tmp_path / "link" / "x.osm.pbf") == default_store_dir(real / "x.osm.pbf")
+        assert default_store_dir(real / "x.osm.pbf").parent == cache_dir / "osm-stores"
+    finally:
+        real.chmod(0o755)

@@ -103,6 +103,7 @@ def open_osm_source(path: str | Path, *, store: bool | None = None) -> LocalOSMS
 def default_store_dir(extract: Path) -> Path:
     """Beside the extract (``NAME.gaea-store``), or under the cache folder when the extract's folder is not
     writable (``GAEA_CACHE_DIR/osm-stores/NAME-HASH``)."""
+    extract = Path(extract).resolve()  # one store per file, however its path is spelled (symlinks, ../)
     if _writable(extract.parent):
         return extract.parent / f"{extract.name}.gaea-store"
     key = hashlib.sha256(str(extract).encode()).hexdigest()[:12]
