@@ -56,3 +56,15 @@ def artifacts_dir() -> Path:
     """Where tests keep files for people to look at (screenshots); gitignored."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of CPU-heavy training tests: on a small shared CPU more threads thrash
+    (restored afterwards). Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from finetune.location import LocationData, load_train_config, train_location_model
 from gaea.errors import ConfigError
@@ -49,13 +48,8 @@ def completion(content: str) -> str:
     return json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tests share a small CPU with others: one torch thread avoids thrashing (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: The tests share a small CPU with others (conftest.py: one torch thread for the module).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- the synthetic benchmark ------------------------------------------------------------------------------
