@@ -86,13 +86,21 @@ def _refusal(command: list[str], holder: int) -> str:
 
 
 _HOLDER = textwrap.dedent("""
-    import multiprocessing, sys, time
-    from gaea.runs import RunLock
+    import multiprocessing, os, sys, time
+    from gaea.runs import LOCK_FILE, RunLock
 
     RunLock(sys.argv[1]).acquire()
     # Busy forked workers, like the data build's pool in the middle of a chunk when its parent is killed.
     pool = multiprocessing.get_context("fork").Pool(2)
     pool.map_async(time.sleep, [60, 60])
+    # A child closes its inherited lock once it first runs (the fork hook); on a loaded machine that can come
+    # after the parent is killed, so report only once neither child holds the lock file any more.
+    lock = os.path.realpath(os.path.join(sys.argv[1], LOCK_FILE))
+    def holds(pid):
+        fds = f"/proc/{pid}/fd"
+        return any(os.path.realpath(os.path.join(fds, fd)) == lock for fd in os.listdir(fds))
+    while any(holds(worker.pid) for worker in pool._pool):
+        time.sleep(0.01)
     print("locked", flush=True)
     time.sleep(60)
 """)
