@@ -20,9 +20,13 @@ CLIP encoder of `gaea.models.tiny`), each in this process and then on a Dask clu
 local processes (started once, its start timed apart; the first parts include each worker's loading of
 the extract or encoder). Both outputs are checked equal byte for byte.
 
+Part ``eval``: photos per second of `gaea eval geo --images` with the tiny VLM of `gaea.models.tiny` in the
+workers (the shared geotagged photos linked under many ids), in this process and on the cluster, after a
+warm-up on each side; ``predictions.jsonl`` is checked equal byte for byte.
+
 Run: ``.venv/bin/python benchmarks/scale_out.py`` (quick default: 200,000 vectors, 3,000 dataset photos,
-256 gallery photos; a few minutes and under 2 GB); ``--vectors 1000000`` for a larger measurement,
-``--only faiss`` / ``--only runs`` for one part.
+256 gallery photos, 32 evaluated photos; a few minutes and under 2 GB); ``--vectors 1000000`` for a larger
+measurement, ``--only faiss`` / ``--only runs`` / ``--only eval`` for one part.
 """
 
 from __future__ import annotations
@@ -301,13 +305,64 @@ def report_runs(photos: int, gallery_photos: int, workers: int, figures: dict[st
         print(f"{label:34}{plain:14.0f}{on_cluster:14.0f}{on_cluster / plain:7.2f}x")
 
 
+def eval_throughput(photos: int, workers: int, workdir: Path) -> dict[str, float]:
+    import contextlib
+    import io
+
+    from gaea.cli import main as gaea
+    from gaea.distributed import cluster
+    from gaea.exif import read_exif_gps
+    from gaea.models.tiny import build_tiny_vlm
+
+    pictures = sorted((REPO.parent / "shared" / "data" / "photos").glob("DSCN*.jpg"))
+    folder = workdir / "eval-photos"
+    folder.mkdir()
+    rows = []
+    for n in range(photos):
+        (folder / f"e{n}.jpg").symlink_to(pictures[n % len(pictures)])
+        rows.append((f"e{n}.jpg", *read_exif_gps(pictures[n % len(pictures)])))
+    truths = {}
+    for name, chosen in (("warm", rows[:4]), ("all", rows)):
+        truths[name] = workdir / f"eval-{name}.csv"
+        truths[name].write_text("id,lat,lon\n" + "".join(f"{key},{lat},{lon}\n" for key, lat, lon in chosen))
+    vlm = build_tiny_vlm(workdir / "vlm")
+
+    def geo(out: str, truth: str, *extra: str) -> float:
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = gaea(["eval", "geo", "--truth", str(truths[truth]), "--images", str(folder), "--model", str(vlm),
+                         "--max-new-tokens", "8", "--out", str(workdir / out), *extra])
+        if code:
+            raise SystemExit(f"gaea eval geo --out {out} failed ({code})")
+        return time.perf_counter() - start
+
+    figures = {"eval_warm_plain_s": geo("eval-warm-plain", "warm"), "eval_plain_s": geo("eval-plain", "all")}
+    with cluster(workers=workers) as client:
+        figures["eval_warm_cluster_s"] = geo("eval-warm-cluster", "warm", "--scheduler", client.scheduler.address)
+        figures["eval_cluster_s"] = geo("eval-cluster", "all", "--scheduler", client.scheduler.address)
+    plain, on_cluster = (workdir / f"eval-{side}" / "predictions.jsonl" for side in ("plain", "cluster"))
+    if plain.read_bytes() != on_cluster.read_bytes():
+        raise SystemExit("the cluster's predictions.jsonl differs from the plain run's")
+    return figures
+
+
+def report_eval(photos: int, workers: int, figures: dict[str, float]) -> None:
+    print(f"\ngaea eval geo --images, tiny VLM, {photos} photos, in one process and on a local Dask cluster of "
+          f"{workers} worker processes; predictions equal byte for byte")
+    print(f"  warm-up (4 photos; loading torch, the model, the geocoder): {figures['eval_warm_plain_s']:.1f} s here, "
+          f"{figures['eval_warm_cluster_s']:.1f} s on the cluster")
+    plain, on_cluster = photos / figures["eval_plain_s"], photos / figures["eval_cluster_s"]
+    print(f"{'eval geo, photos/s':34}{plain:14.2f}{on_cluster:14.2f}{on_cluster / plain:7.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("faiss", "runs"), help="run one part (default: both)")
+    parser.add_argument("--only", choices=("faiss", "runs", "eval"), help="run one part (default: all)")
     parser.add_argument("--vectors", type=int, default=200_000, help="gallery vectors of the FAISS part")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--photos", type=int, default=3000, help="dataset photos of the runs part")
     parser.add_argument("--gallery-photos", type=int, default=256, help="gallery photos of the runs part")
+    parser.add_argument("--eval-photos", type=int, default=32, help="photos of the eval part")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster")
     parser.add_argument("--child", nargs=3, metavar=("STEP", "KIND", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -317,11 +372,13 @@ def main() -> None:
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory(prefix="gaea-bench-distributed-") as tmp:
-        if args.only != "runs":
+        if args.only in (None, "faiss"):
             report_faiss(args.vectors, faiss_memory(args.vectors, args.queries, Path(tmp)))
-        if args.only != "faiss":
+        if args.only in (None, "runs"):
             figures = run_throughput(args.photos, args.gallery_photos, args.workers, Path(tmp))
             report_runs(args.photos, args.gallery_photos, args.workers, figures)
+        if args.only in (None, "eval"):
+            report_eval(args.eval_photos, args.workers, eval_throughput(args.eval_photos, args.workers, Path(tmp)))
 
 
 if __name__ == "__main__":

@@ -38,25 +38,38 @@ def process_results(item: BenchItem, output: str, scorer: Scorer) -> dict[str, A
 
 
 def make_worker(answerer: Answerer, scorer: Scorer) -> Callable[[BenchItem], dict[str, Any]]:
-    """The runner's per-item work: ask the question about the item's photo, then score the answer.
-
-    The model is asked the prompt of `gaea.records.render`, the user turn it was trained on. A model or
-    image failure on one item is recorded in its sample as an error; an unreachable model server stops the
-    run, since every further item would fail the same way.
-    """
+    """The runner's per-item work: ask the question about the item's photo (`answer_of`), then score the
+    answer (`sample_of`)."""
 
     def work(item: BenchItem) -> dict[str, Any]:
-        try:
-            output = answerer.ask(item.image(), render(item.record).prompt)
-        except BackendUnreachableError:
-            raise
-        except BackendError as error:
-            return _sample(item, prediction="", verdict=Verdict(None, error=f"model: {error}"), judge=scorer.name)
-        except BadInputError as error:
-            return _sample(item, prediction="", verdict=Verdict(None, error=f"image: {error}"), judge=scorer.name)
-        return process_results(item, output, scorer)
+        return sample_of(item, answer_of(answerer, item), scorer)
 
     return work
+
+
+def answer_of(answerer: Answerer, item: BenchItem) -> tuple[str, str | None]:
+    """The model's answer to the item, ``(answer, None)``, or ``("", why it has none)``.
+
+    The model is asked the prompt of `gaea.records.render`, the user turn it was trained on. A model or
+    image failure on one item is that item's error; an unreachable model server stops the run, since every
+    further item would fail the same way.
+    """
+    try:
+        return answerer.ask(item.image(), render(item.record).prompt), None
+    except BackendUnreachableError:
+        raise
+    except BackendError as error:
+        return "", f"model: {error}"
+    except BadInputError as error:
+        return "", f"image: {error}"
+
+
+def sample_of(item: BenchItem, answer: tuple[str, str | None], scorer: Scorer) -> dict[str, Any]:
+    """The sample of an answer of `answer_of`: scored, or its error recorded."""
+    output, error = answer
+    if error is not None:
+        return _sample(item, prediction="", verdict=Verdict(None, error=error), judge=scorer.name)
+    return process_results(item, output, scorer)
 
 
 def _sample(item: BenchItem, *, prediction: str, verdict: Verdict, judge: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ _IDENTITY_KEYS = (
 
 
 def configure(parser: CommandParser) -> None:
-    from gaea.commands.common import add_backend_arguments
+    from gaea.commands.common import add_backend_arguments, add_cluster_arguments
     from gaea.commands.context_args import add_context_arguments
 
     commands = add_commands(parser)
@@ -76,6 +77,7 @@ def configure(parser: CommandParser) -> None:
     bench.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (servers)")
     bench.add_argument("--limit", type=int, help="evaluate only the first N questions")
     bench.add_argument("--types", help="comma-separated question types (default MCQ,TF,SVQA,LVQA)")
+    add_cluster_arguments(bench)
 
     geo = add_command(
         commands, "geo", run_geo, help="distance accuracy, GeoScore, city / country accuracy",
@@ -101,6 +103,7 @@ def configure(parser: CommandParser) -> None:
     geo.add_argument("--judge-model", help="the judge's model name (GAEA's: gpt-4o-mini)")
     geo.add_argument("--judge-api-key", metavar="KEY", help=key_option_help("the judge", JUDGE_KEY_ENV))
     geo.add_argument("--judge-max-tokens", type=int, default=256, help="longest judge reply in tokens")
+    add_cluster_arguments(geo)
 
     compare = add_command(commands, "compare", run_compare, help="print runs side by side",
                           examples=["gaea eval compare runs/base runs/lora"])
@@ -122,31 +125,33 @@ def _check_concurrency(args: argparse.Namespace) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """Load the data, answer, score, aggregate, report."""
     _check_concurrency(args)
-    from eval.bench import make_worker
+    from eval.bench import make_worker, sample_of
     from eval.data import load_bench, parse_types
     from eval.report import run_header, write_bench_report
     from eval.runner import run_resumable
     from eval.scoring import aggregate, gaea_scores
-    from gaea.commands.common import backend_from_args, params_from_args
+    from gaea.commands.common import backend_from_args, model_name_from_args, params_from_args
     from gaea.commands.context_args import assistant_from_args
+    from gaea.distributed import cluster
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1, not {args.limit}")
     params_from_args(args)  # checks the generation options before anything slow starts
+    _check_cluster_options(args)
     scorer = _scorer_from_args(args)
     concurrency = _concurrency_for(args)
     items = load_bench(args.dataset, types=parse_types(args.types), limit=args.limit)
     config = _config_of(args, task="gaea-bench")
-    with _hold_run_dir(args, config):
-        backend = backend_from_args(args)
-        samples = run_resumable(
-            items,
-            make_worker(assistant_from_args(args, backend), scorer),
-            samples_path=args.out / SAMPLES_FILE,
-            concurrency=concurrency,
-            desc="GAEA-Bench",
-        )
-        header = run_header(task="gaea-bench", model=backend.name, judge=scorer.name, config=config)
+    with _hold_run_dir(args, config), cluster(args.scheduler, args.workers) as client:
+        if client is None:
+            backend = backend_from_args(args)
+            work, model = make_worker(assistant_from_args(args, backend), scorer), backend.name
+        else:
+            work = _on_cluster(args, client, "bench", concurrency, finish=partial(sample_of, scorer=scorer))
+            model, concurrency = model_name_from_args(args), args.concurrency  # here: the judge's requests
+        samples = run_resumable(items, work, samples_path=args.out / SAMPLES_FILE, concurrency=concurrency,
+                                desc="GAEA-Bench")
+        header = run_header(task="gaea-bench", model=model, judge=scorer.name, config=config)
         results = header | {"scoring": args.scoring} | aggregate(samples) | {"gaea": gaea_scores(samples)}
         write_bench_report(args.out, results)
     _print_summary(args.out)
@@ -164,6 +169,7 @@ def run_geo(args: argparse.Namespace) -> int:
     else:
         # Its warning comes before anything slow; a judge of the names uses --concurrency too.
         concurrency = _concurrency_for(args, judged=bool(args.judge_base_url))
+        _check_cluster_options(args)
     truths = read_truth(args.truth)
     judge = _geo_judge_from_args(args)
     provided = read_predictions(args.predictions) if args.predictions is not None else None
@@ -193,7 +199,8 @@ def _refuse_model_options(args: argparse.Namespace) -> None:
     """With --predictions no model runs: an option for the model, its context or its requests (unless a judge
     makes them) would be ignored."""
     refuse_inapplicable(
-        given_in(args, "model", "generation", "retrieval", "location model", "candidates and ranking", "map data")
+        given_in(args, "model", "generation", "retrieval", "location model", "candidates and ranking", "map data",
+                 "cluster (Dask)")
         + ([] if args.judge_base_url else given(args, "concurrency")),
         "when a model locates --images", "--predictions are scored as they are",
     )
@@ -226,24 +233,52 @@ def _sample(ids: list[str], count: int = 3) -> str:
 
 def _locate_all(args: argparse.Namespace, truths: list[Any], concurrency: int) -> tuple[dict[str, Any], str]:
     """Locate every ground-truth photo with the model (resumable, like bench); the guesses by id."""
-    from eval.geo_eval import Guess, images_by_id, locate_worker
+    from eval.geo_eval import Guess, images_by_id, locate_worker, located_sample
     from eval.runner import run_resumable
-    from gaea.commands.common import backend_from_args
+    from gaea.commands.common import backend_from_args, model_name_from_args
     from gaea.commands.context_args import assistant_from_args
+    from gaea.distributed import cluster
 
     images = images_by_id(truths, args.images)
     if not images:
         raise ConfigError(f"{args.images}: none of the {len(truths)} ground-truth ids has a photo there")
-    backend = backend_from_args(args)
-    assistant = assistant_from_args(args, backend)
-    samples = run_resumable(
-        truths,
-        locate_worker(assistant.locate, images),
-        samples_path=args.out / "predictions.jsonl",
-        concurrency=concurrency,
-        desc="locating",
-    )
-    return {sample["id"]: Guess(**sample) for sample in samples}, backend.name
+    with cluster(args.scheduler, args.workers) as client:
+        if client is None:
+            backend = backend_from_args(args)
+            work, model = locate_worker(assistant_from_args(args, backend).locate, images), backend.name
+        else:
+            work = _on_cluster(args, client, "geo", concurrency, finish=located_sample, images=images)
+            model = model_name_from_args(args)
+        samples = run_resumable(truths, work, samples_path=args.out / "predictions.jsonl", concurrency=concurrency,
+                                desc="locating")
+    return {sample["id"]: Guess(**sample) for sample in samples}, model
+
+
+def _check_cluster_options(args: argparse.Namespace) -> None:
+    """Refuse, before anything starts, what a run on a cluster cannot do (see eval.cluster)."""
+    from gaea.distributed import is_distributed
+
+    if is_distributed(args.scheduler, args.workers):
+        from eval.cluster import refuse_travelling_credentials
+        from gaea.commands.common import backend_name_from_args
+        from gaea.commands.context_args import check_assistant_arguments
+
+        # Here, not in the workers: a worker's ConfigError would come after the cluster started.
+        backend_name_from_args(args)
+        check_assistant_arguments(args)
+        refuse_travelling_credentials(args)
+
+
+def _on_cluster(args: argparse.Namespace, client: Any, command: str, concurrency: int, *, finish: Any,
+                images: dict[str, Path] | None = None) -> Any:
+    """The work of a run on the cluster of `client` (eval.cluster): `concurrency` requests of a model server
+    shared among its workers, each worker's in-process model answering one item at a time."""
+    from eval.cluster import answer_part, recipe_of
+    from eval.runner import OnCluster
+
+    per_worker = math.ceil(concurrency / max(1, len(client.scheduler_info().get("workers", {}))))
+    recipe = recipe_of(args, command, images=images, threads=per_worker)
+    return OnCluster(client, answer_part, recipe, finish, part_size=per_worker)
 
 
 def ranking_of(args: argparse.Namespace) -> dict[str, Any]:

@@ -419,29 +419,41 @@ def guess_from_prediction(item_id: str, prediction: Any) -> Guess:
 
 
 def locate_worker(locate: Callable[[Any], Any], images: dict[str, Path]) -> Callable[[Truth], dict[str, Any]]:
-    """The runner's per-item work for `gaea eval geo --images`: locate one photo, keep the guess as a sample.
+    """The runner's per-item work for `gaea eval geo --images`: locate one photo (`located`), keep the guess
+    as a sample (`located_sample`)."""
+
+    def work(truth: Truth) -> dict[str, Any]:
+        return located_sample(truth, located(locate, images, truth))
+
+    return work
+
+
+def located(locate: Callable[[Any], Any], images: dict[str, Path], truth: Truth) -> Any:
+    """The model's `gaea.types.Prediction` for the photo of `truth`, or why there is none (text).
 
     The photo passes the image gate before the model sees it: a bad image is a bad input (recorded once,
     not retried on resume), a model failure is a model error (retried on resume).
     """
+    path = images.get(truth.id)
+    if path is None:
+        return "no image"
+    try:
+        image = load_image(path)
+    except BadInputError as error:
+        return f"image: {error}"
+    try:
+        return locate(image)
+    except BackendUnreachableError:
+        raise
+    except (BackendError, BadInputError) as error:
+        return f"model: {error}"
 
-    def work(truth: Truth) -> dict[str, Any]:
-        path = images.get(truth.id)
-        if path is None:
-            return asdict(Guess(truth.id, error="no image"))
-        try:
-            image = load_image(path)
-        except BadInputError as error:
-            return asdict(Guess(truth.id, error=f"image: {error}"))
-        try:
-            prediction = locate(image)
-        except BackendUnreachableError:
-            raise
-        except (BackendError, BadInputError) as error:
-            return asdict(Guess(truth.id, error=f"model: {error}"))
-        return asdict(guess_from_prediction(truth.id, prediction))
 
-    return work
+def located_sample(truth: Truth, prediction: Any) -> dict[str, Any]:
+    """The sample of what `located` gave: the guess read from the prediction, or its error."""
+    if isinstance(prediction, str):
+        return asdict(Guess(truth.id, error=prediction))
+    return asdict(guess_from_prediction(truth.id, prediction))
 
 
 def images_by_id(truths: list[Truth], images_dir: str | Path) -> dict[str, Path]:

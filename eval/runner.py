@@ -4,6 +4,10 @@ Server backends get bounded concurrency (threads: the work is waiting on HTTP); 
 one item at a time, since one process holds the model. Each finished item is appended to `samples.jsonl`
 as one whole line (gaea.io.JsonlAppender); a rerun reads the file and skips the ids already there, so a
 killed run loses at most the items in flight and no item is ever scored twice.
+
+On a Dask cluster (`OnCluster`, eval.cluster) the workers answer parts of the items and this process turns
+the answers into samples and appends them, in item order: it stays the only writer of `samples.jsonl`, and a
+worker killed mid-run loses only the part it was answering, which the scheduler gives to another worker.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -31,6 +36,19 @@ class HasId(Protocol):
 ItemT = TypeVar("ItemT", bound=HasId)
 
 
+@dataclass(frozen=True)
+class OnCluster:
+    """The work of a run on a Dask cluster: ``answer(part, recipe)`` runs on the workers (a list of items in,
+    their answers out, in order), ``finish(item, answer)`` here turns each answer into the item's sample."""
+
+    client: Any
+    answer: Callable[[list[Any], Any], list[Any]]
+    recipe: Any
+    finish: Callable[[Any, Any], dict[str, Any]]
+    #: Items per part: what one task answers, and the most a killed worker makes the scheduler redo.
+    part_size: int = 1
+
+
 def finished_samples(samples_path: str | Path) -> dict[str, dict[str, Any]]:
     """The samples already in `samples_path`, by id (the last line of an id wins: a retried item's new sample)."""
     def redo(line: BadLine) -> None:
@@ -47,7 +65,7 @@ def is_transient_failure(sample: dict[str, Any]) -> bool:
 
 def run_resumable(
     items: Sequence[ItemT],
-    work: Callable[[ItemT], dict[str, Any]],
+    work: Callable[[ItemT], dict[str, Any]] | OnCluster,
     *,
     samples_path: str | Path,
     concurrency: int = 1,
@@ -63,11 +81,12 @@ def run_resumable(
     work
         Turns one item into its sample: a JSON-serialisable dict whose ``"id"`` is the item's id. An
         exception from `work` stops the run (finished items are kept); per-item failures that should not
-        stop it are for `work` to record in the sample.
+        stop it are for `work` to record in the sample. An `OnCluster` has the cluster's workers answer.
     samples_path
         The `samples.jsonl` to resume from and append to.
     concurrency
-        Items in flight at once (1: in order, in this thread).
+        Items in flight at once (1: in order, in this thread); on a cluster, answers turned into samples at once
+        (a judge's requests).
     redo
         Which finished samples a rerun does again (by default those of server failures).
 
@@ -89,7 +108,9 @@ def run_resumable(
             done.update((str(sample["id"]), sample) for sample in samples)
             progress.update(len(samples))
 
-        if concurrency == 1:
+        if isinstance(work, OnCluster):
+            _run_on_cluster(todo, work, record, concurrency=concurrency)
+        elif concurrency == 1:
             for item in todo:
                 record([work(item)])
         else:
@@ -175,3 +196,14 @@ def _run_threaded(
             for future in pending:
                 future.cancel()
             raise
+
+
+def _run_on_cluster(todo: Sequence[ItemT], work: OnCluster, record: Callable[[list[dict[str, Any]]], None], *,
+                    concurrency: int) -> None:
+    """Parts of `todo` answered by the cluster; each part's samples recorded here in item order."""
+    from gaea.distributed import map_parts
+
+    parts = [list(todo[start:start + work.part_size]) for start in range(0, len(todo), work.part_size)]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval-finish") as pool:
+        for number, answers in map_parts(work.client, work.answer, parts, work.recipe, in_order=True):
+            record(list(pool.map(work.finish, parts[number], answers)))

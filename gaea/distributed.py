@@ -33,15 +33,20 @@ PARTS_PER_WORKER = 2
 CONNECT_TIMEOUT_S = 30
 
 
-@contextlib.contextmanager
-def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
-    """A Dask ``Client`` of the cluster at `scheduler`, or of `workers` local processes, for the block;
-    None when neither is given, or one worker (the run stays in this process)."""
+def is_distributed(scheduler: str | None = None, workers: int | None = None) -> bool:
+    """Whether `cluster` of these options is a Dask cluster (or a ConfigError when they cannot go together)."""
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
     if scheduler and workers and workers > 1:
         raise ConfigError("--scheduler and --workers exclude each other (the cluster at --scheduler has its workers)")
-    if not scheduler and (workers or 1) == 1:
+    return bool(scheduler) or (workers or 1) > 1
+
+
+@contextlib.contextmanager
+def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A Dask ``Client`` of the cluster at `scheduler`, or of `workers` local processes, for the block;
+    None when neither is given, or one worker (the run stays in this process)."""
+    if not is_distributed(scheduler, workers):
         yield None
         return
     from distributed import Client, LocalCluster

@@ -1,11 +1,14 @@
 """Runs spread over several machines: `gaea eval` over replicas of one model server (several --base-url);
-`gaea gallery build` and `gaea data build` on a Dask cluster (a LocalCluster the tests start on 127.0.0.1,
-2 worker processes): equal to the plain runs byte for byte, and a worker killed mid-run loses no finished work."""
+`gaea gallery build`, `gaea data build`, `gaea eval geo --images` and `gaea eval bench` on a Dask cluster (a
+LocalCluster the tests start on 127.0.0.1, 2 worker processes): equal to the plain runs byte for byte, and a
+worker killed mid-run loses no finished work."""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import signal
 import threading
 import time
@@ -28,7 +31,8 @@ PHOTOS = ("DSCN0010.jpg", "DSCN0012.jpg", "DSCN0021.jpg", "Kodak_CX7530.jpg")
 def _bench_dataset(directory: Path, photos_dir: Path) -> Path:
     """A GAEA-Bench-style qa.jsonl of 16 true / false questions about the shared photos."""
     directory.mkdir(parents=True)
-    records = [{"image": str(photos_dir / photo), "question": f"Is this photo {n} taken in Italy?", "answer": "Yes",
+    records = [{"image": str(photos_dir / photo), "question": f"Is this photo ({photo}, {n}) taken in Italy?",
+                "answer": "Yes",
                 "question_type": "TF"} for photo in PHOTOS for n in range(4)]
     (directory / "qa.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
     return directory
@@ -210,3 +214,142 @@ def test_a_worker_killed_mid_data_build_loses_no_committed_chunk(dask_client, sp
     capsys.readouterr()
     assert (out / "qa.jsonl").read_bytes().startswith(committed)
     assert _dataset_files(out) == _dataset_files(plain_dataset)
+
+
+# -- gaea eval on the cluster ---------------------------------------------------------------------------
+
+
+def _results_apart_from_the_run(out: Path) -> dict:
+    """results.json without what differs between two runs of the same evaluation: when, where, on what."""
+    results = json.loads((out / "results.json").read_text())
+    results.pop("created")
+    results["config"] = {key: value for key, value in results["config"].items()
+                         if key not in ("out", "scheduler", "workers")}
+    return results
+
+
+def _eval_geo(truth: Path, photos_dir: Path, tiny_vlm: Path, out: Path, *extra: str) -> list[str]:
+    return ["eval", "geo", "--truth", str(truth), "--images", str(photos_dir), "--model", str(tiny_vlm),
+            "--max-new-tokens", "6", "--out", str(out), *extra]
+
+
+def test_eval_geo_of_a_model_on_the_cluster_equals_the_plain_run(dask_client, photos_dir, tiny_vlm, tmp_path,
+                                                                 capsys):
+    truth = tmp_path / "truth.csv"  # 4 of the shared photos, and one id without a photo
+    truth.write_text("id,lat,lon\n" + "".join(f"{name},{lat},{lon}\n" for name, lat, lon in
+                                              [(name, *read_exif_gps(photos_dir / name)) for name in GEOTAGGED[:4]]
+                                              + [("absent.jpg", 10.0, 10.0)]))
+    address = dask_client.scheduler.address
+    assert main(_eval_geo(truth, photos_dir, tiny_vlm, tmp_path / "plain")) == 0
+    assert main(_eval_geo(truth, photos_dir, tiny_vlm, tmp_path / "cluster", "--scheduler", address)) == 0
+    capsys.readouterr()
+    for name in ("predictions.jsonl", "samples.jsonl"):  # every row, in the same order
+        assert (tmp_path / "cluster" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
+    assert len((tmp_path / "plain" / "predictions.jsonl").read_text().splitlines()) == 5
+    assert _results_apart_from_the_run(tmp_path / "cluster") == _results_apart_from_the_run(tmp_path / "plain")
+    _assert_loopback_only(dask_client)
+    # Each worker built the model once and keeps it: another run with the same options loads nothing.
+    kept = dask_client.run(lambda: id(__import__("eval.cluster").cluster._cached))
+    assert main(_eval_geo(truth, photos_dir, tiny_vlm, tmp_path / "again", "--scheduler", address)) == 0
+    assert dask_client.run(lambda: id(__import__("eval.cluster").cluster._cached)) == kept
+
+
+def test_eval_bench_of_a_model_on_the_cluster_equals_the_plain_run(dask_client, photos_dir, tiny_vlm, tmp_path,
+                                                                   capsys):
+    dataset = _bench_dataset(tmp_path / "dataset", photos_dir)
+    argv = ["eval", "bench", "--dataset", str(dataset), "--model", str(tiny_vlm), "--max-new-tokens", "4",
+            "--judge-free", "--limit", "8"]
+    assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "cluster"), "--scheduler", dask_client.scheduler.address]) == 0
+    capsys.readouterr()
+    plain = (tmp_path / "plain" / "samples.jsonl").read_bytes()
+    assert (tmp_path / "cluster" / "samples.jsonl").read_bytes() == plain and len(plain.splitlines()) == 8
+    assert _results_apart_from_the_run(tmp_path / "cluster") == _results_apart_from_the_run(tmp_path / "plain")
+
+
+def _asked_item(body: dict) -> str:
+    """The "(photo, n)" of the bench question a chat request asks."""
+    return re.search(r"\(([\w.]+, \d)\)", json.dumps(body)).group(1)
+
+
+def test_a_worker_killed_mid_eval_loses_no_finished_item(dask_client, photos_dir, tmp_path, capsys):
+    """eval bench over two model replicas on the cluster: a worker killed mid-run; the items finished before are
+    never asked again, every item is scored once, both replicas answered, and a second run into the same
+    directory is refused while the first one works."""
+    dataset = _bench_dataset(tmp_path / "dataset", photos_dir)
+    out = tmp_path / "run"
+
+    def slow_yes(body: dict) -> str:
+        time.sleep(0.15)
+        return "Yes"
+
+    with recording_openai_server(slow_yes) as (first, first_requests), \
+            recording_openai_server(slow_yes) as (second, second_requests):
+        argv = ["eval", "bench", "--dataset", str(dataset), "--base-url", first, "--base-url", second,
+                "--judge-free", "--out", str(out), "--concurrency", "2", "--scheduler", dask_client.scheduler.address]
+        codes = []
+        run = threading.Thread(target=lambda: codes.append(main(argv)))
+        run.start()
+        samples_path = out / "samples.jsonl"
+        deadline = time.monotonic() + 120
+        while not samples_path.is_file() or not samples_path.read_bytes():
+            assert time.monotonic() < deadline and run.is_alive(), "the run committed nothing"
+            time.sleep(0.005)
+        committed = samples_path.read_bytes()
+        assert not (out / "results.json").exists(), "the run ended before a worker could be killed"
+        asked_before = len(first_requests) + len(second_requests)
+        os.kill(next(iter(dask_client.run(os.getpid).values())), signal.SIGKILL)
+        assert main([*argv[:-2]]) == 2  # the run directory is held: a second run is refused
+        assert "is in use by another run" in capsys.readouterr().err
+        run.join(timeout=300)
+        assert not run.is_alive() and codes == [0]
+        chats = [request for request in first_requests + second_requests
+                 if request.path.startswith("/v1/chat/completions")]
+    assert (out / "samples.jsonl").read_bytes().startswith(committed)
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == len({sample["id"] for sample in samples}) == 16
+    assert all(sample["score"] == 10.0 and sample["error"] is None for sample in samples)
+    finished = {_asked_item({"q": sample["question"]}) for sample in samples[:len(committed.splitlines())]}
+    asked = [_asked_item(request.body) for request in chats]
+    assert all(asked.count(item) == 1 for item in finished), "a finished item was asked again"
+    assert set(asked) == {_asked_item({"q": sample["question"]}) for sample in samples}
+    assert _chat_requests(first_requests) and _chat_requests(second_requests), "a replica got no request"
+    assert asked_before < len(first_requests) + len(second_requests)
+
+
+def test_eval_refuses_cluster_options_that_cannot_apply(shared_data, photos_dir, tmp_path, capsys):
+    truth = shared_data / "photos" / "expected_gps.csv"
+    predictions = tmp_path / "preds.csv"
+    predictions.write_text("id,lat,lon\nDSCN0010.jpg,43.46,11.88\n")
+    assert main(["eval", "geo", "--truth", str(truth), "--predictions", str(predictions), "--out",
+                 str(tmp_path / "geo"), "--workers", "2"]) == 2
+    assert "--workers applies when a model locates --images" in capsys.readouterr().err
+    dataset = _bench_dataset(tmp_path / "dataset", photos_dir)
+    bench = ["eval", "bench", "--dataset", str(dataset), "--judge-free", "--out", str(tmp_path / "bench")]
+    assert main([*bench, "--base-url", f"http://{HOST}:9/v1", "--api-key", "sk-secret", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--api-key KEY would travel to the Dask workers" in err and "env:NAME" in err and "sk-secret" not in err
+    assert main([*bench, "--base-url", f"http://user:pw@{HOST}:9/v1", "--scheduler", f"tcp://{HOST}:9"]) == 2
+    err = capsys.readouterr().err
+    assert "credentials or query values would travel" in err and "pw" not in err
+    assert main([*bench, "--model", "m", "--scheduler", f"tcp://{HOST}:9", "--workers", "2"]) == 2
+    assert "--scheduler and --workers exclude each other" in capsys.readouterr().err
+    assert main([*bench, "--model", "m", "--encoder", "e", "--workers", "2"]) == 2  # before a cluster starts
+    assert "--encoder applies to the queries of a --gallery" in capsys.readouterr().err
+    assert not (tmp_path / "bench").exists() and not (tmp_path / "geo").exists()
+
+
+def test_the_workers_recipe_holds_no_secret(monkeypatch):
+    from eval.cluster import recipe_of
+    from gaea.cli import build_parser
+
+    monkeypatch.setenv("MY_MODEL_KEY", "sk-model")
+    args = build_parser("eval").parse_args(
+        ["eval", "bench", "--dataset", "d", "--out", "o", "--base-url", f"http://{HOST}:8000/v1", "--api-key",
+         "env:MY_MODEL_KEY", "--judge-base-url", "https://api.openai.com/v1", "--judge-model", "gpt-4o",
+         "--judge-api-key", "sk-judge", "--workers", "2"])
+    recipe = recipe_of(args, "bench")
+    shipped = pickle.dumps(recipe)
+    assert b"sk-judge" not in shipped and b"sk-model" not in shipped and b"judge" not in shipped
+    assert recipe.options["api_key"] == "env:MY_MODEL_KEY"  # a name: the worker reads its own environment
+    assert recipe.options["base_url"] == [f"http://{HOST}:8000/v1"]

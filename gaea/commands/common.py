@@ -157,6 +157,16 @@ def backend_from_args(args: argparse.Namespace) -> Backend:
     )
 
 
+def model_name_from_args(args: argparse.Namespace) -> str:
+    """The name of the model the options describe, as runs record it, without loading an in-process model
+    (a server is asked which model it serves)."""
+    if backend_name_from_args(args) == "openai":
+        return backend_from_args(args).name
+    from gaea.models.backends.transformers_backend import model_name
+
+    return model_name(args.model or get_settings().model, args.adapter)
+
+
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --scheduler and --workers: where the parts of a run are computed (see `gaea.distributed`)."""
     group = parser.add_argument_group("cluster (Dask)")

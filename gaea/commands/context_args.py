@@ -120,16 +120,8 @@ def assistant_from_args(args: argparse.Namespace, backend: Backend | None = None
     from gaea.assistant import Assistant
     from gaea.commands.common import backend_from_args, params_from_args
 
-    if not (args.gallery or args.location_model):
-        refuse_inapplicable(given(args, "encoder"), "to the queries of a --gallery or a --location-model",
-                            "give one of them too")
-    if not args.gallery:
-        refuse_inapplicable(given(args, "k_similar", "k_dissimilar"), "to the neighbours from a --gallery",
-                            "give --gallery DIR too")
-    if not args.location_model:
-        refuse_inapplicable(given(args, "k_candidates"), "with --location-model")
     params = params_from_args(args)
-    sources = _check_ranking_arguments(args)
+    sources = check_assistant_arguments(args)
     retriever, osm = _retriever_from_args(args), osm_from_args(args)
     location_model, embedder = _location_model_from_args(args, retriever)
     backend = backend or backend_from_args(args)
@@ -145,6 +137,20 @@ def assistant_from_args(args: argparse.Namespace, backend: Backend | None = None
                      k_dissimilar=args.k_dissimilar, ensemble=args.ensemble, params=params,
                      location_model=location_model, embedder=embedder, k_candidates=args.k_candidates,
                      candidate_sources=sources, ranker=ranker, dedupe_km=args.dedupe_km)
+
+
+def check_assistant_arguments(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """Refuse context options that contradict each other, before anything loads; the --candidates sources
+    (None without a pool)."""
+    if not (args.gallery or args.location_model):
+        refuse_inapplicable(given(args, "encoder"), "to the queries of a --gallery or a --location-model",
+                            "give one of them too")
+    if not args.gallery:
+        refuse_inapplicable(given(args, "k_similar", "k_dissimilar"), "to the neighbours from a --gallery",
+                            "give --gallery DIR too")
+    if not args.location_model:
+        refuse_inapplicable(given(args, "k_candidates"), "with --location-model")
+    return _check_ranking_arguments(args)
 
 
 def _check_ranking_arguments(args: argparse.Namespace) -> tuple[str, ...] | None:

@@ -92,6 +92,11 @@ class _StopWhenSet(StoppingCriteria):
         return self.event.is_set()
 
 
+def model_name(model: str, adapter: str | None = None) -> str:
+    """The name a backend of `model` (with `adapter` applied) goes by in runs and reports."""
+    return str(model) if not adapter else f"{model}+{adapter}"
+
+
 class TransformersBackend:
     """A vision-language model run in this process with transformers.
 
@@ -131,7 +136,7 @@ class TransformersBackend:
     ) -> None:
         self.model_id = str(model)
         self.adapter = str(adapter) if adapter else None
-        self.name = self.model_id if self.adapter is None else f"{self.model_id}+{self.adapter}"
+        self.name = model_name(self.model_id, self.adapter)
         self.device = device or _default_device()
         self.dtype = _resolve_dtype(dtype, self.device)
         quantization = _four_bit_config(self.dtype) if load_in_4bit else None
