@@ -1,11 +1,11 @@
 """`gaea data build`: a streaming, resumable dataset builder, in one process or on a Dask cluster.
 
-Photos are read in a deterministic order and cut into chunks. Each chunk is processed (GPS and image
-checks, OSM lookup in one batched query, reverse geocoding, templates) here, or, with ``--workers N`` /
-``--scheduler ADDRESS`` (gaea.distributed), by the cluster's workers: the photos of a window of chunks
-are sorted by spatial cell (H3) and cut into parts, so that each worker looks up photos that lie together
-and reads few cells of an OSM store; a photo's records depend on the photo alone, so any partition gives
-the same records. This process appends each chunk's records to `qa.jsonl` and `skipped.jsonl` in chunk
+Photos are read in a deterministic order and cut into chunks. The photos of a window of chunks are sorted
+by spatial cell (H3) and cut into parts, so that each part looks up photos that lie together and reads few
+blocks of an OSM store; each part is processed (GPS and image checks, OSM lookup in one batched query,
+reverse geocoding, templates) here, or, with ``--workers N`` / ``--scheduler ADDRESS`` (gaea.distributed),
+by the cluster's workers. A photo's records depend on the photo alone, so any partition gives the same
+records. This process appends each chunk's records to `qa.jsonl` and `skipped.jsonl` in chunk
 order, then commits the chunk in `progress.jsonl` with the byte sizes both files had at that moment.
 
 A rerun after a kill truncates both files back to the last committed sizes and goes on with the next
@@ -42,6 +42,7 @@ from gaea.io import JsonlAppender, atomic_write_json, read_jsonl
 from gaea.osm.extract import extract_identity
 from gaea.records import QARecord
 from gaea.runs import open_run
+from gaea.settings import get_settings
 from gaea.sources import PhotoItem, Skipped, Source, photo_items
 from gaea.types import GeoPoint
 
@@ -49,11 +50,13 @@ log = logging.getLogger(__name__)
 
 QA_FILE, SKIPPED_FILE, PROGRESS_FILE, SUMMARY_FILE = "qa.jsonl", "skipped.jsonl", "progress.jsonl", "summary.json"
 JOB = "gaea data build"
-#: On a cluster, photos are partitioned by spatial cell within windows of this many chunks: the larger,
-#: the more photos share a cell (and the store's cell files a worker reads); a window is committed whole.
+#: Photos are partitioned by spatial cell within windows of this many chunks: the larger, the more photos
+#: share a cell (and the store's blocks a part reads); a window is committed whole.
 WINDOW_CHUNKS = 16
-#: H3 resolution of the partitioning cells (~12,000 km², the store's cell files).
-PARTITION_RESOLUTION = 3
+#: H3 resolution of the sort key (the store's fine cells): ids of one resolution sort in H3's hierarchical
+#: order, so the photos of one cell file of a store (resolution 3) come together, and within it those of
+#: one block.
+PARTITION_RESOLUTION = 15
 
 
 @dataclass
@@ -111,10 +114,12 @@ class BuildConfig:
 
     def worker_key(self) -> tuple:
         """What a process's OSM source and generation settings depend on: a long-lived worker of a cluster
-        keeps them from one run to the next while this is the same (the extract's size and time included)."""
+        keeps them from one run to the next while this is the same (the extract's size and time included, and
+        the size from which an extract is read through its store)."""
         extract = os.stat(self.osm_file) if self.osm_file else None
-        return (self.osm_file, extract and (extract.st_size, extract.st_mtime_ns), self.overpass, self.overpass_url,
-                self.overpass_cache_dir, self.radius_m, self.types, self.seed, self.per_type)
+        return (self.osm_file, extract and (extract.st_size, extract.st_mtime_ns), get_settings().osm_store_min_mb,
+                self.overpass, self.overpass_url, self.overpass_cache_dir, self.radius_m, self.types, self.seed,
+                self.per_type)
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the content of the dataset (not how fast it is built), as they may be
@@ -151,6 +156,8 @@ class Progress:
     photos: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     records: dict[str, int] = field(default_factory=dict)
+    #: Photos used that lie beyond the OSM extract's area by more than the search radius.
+    outside: int = 0
 
 
 @dataclass
@@ -164,6 +171,21 @@ class BuildSummary:
     records: dict[str, int]
     seconds: float
     resumed_from: int = 0
+    #: The OSM extract (or store) read, and how many of the photos used lie outside it (beyond its area by
+    #: more than the search radius).
+    osm_file: str | None = None
+    photos_outside: int = 0
+
+    @property
+    def outside_line(self) -> str | None:
+        """What to say of photos outside the OSM extract: none of them, some, or all (then plainly)."""
+        if not self.photos_outside:
+            return None
+        if self.photos_outside == self.photos_used:
+            return (f"no photo lies within the OSM extract {self.osm_file}: all {self.photos_used} photos used lie "
+                    "beyond its area by more than the search radius")
+        return (f"{self.photos_outside} of {self.photos_used} photos lie outside the OSM extract {self.osm_file} "
+                "(beyond its area by more than the search radius)")
 
     def lines(self) -> list[str]:
         skipped = ", ".join(f"{reason} {count}" for reason, count in sorted(self.skipped.items())) or "none"
@@ -177,6 +199,8 @@ class BuildSummary:
         ]
         if self.resumed_from:
             lines.append(f"resumed after {self.resumed_from} photos already done")
+        if self.photos_outside == self.photos_used > 0:
+            lines.append(self.outside_line)
         return lines
 
 
@@ -184,6 +208,7 @@ class BuildSummary:
 class ChunkResult:
     items: int
     photos: int
+    outside: int
     records: list[QARecord]
     skipped: list[dict[str, str]]
 
@@ -193,7 +218,7 @@ class ChunkResult:
 
 @dataclass
 class _WorkerState:
-    config: BuildConfig
+    key: tuple  # the config's worker_key() when the state was made (it reads the extract and settings now)
     source: Any
     table: FeatureTable | None
     generation: GenerationConfig
@@ -217,11 +242,12 @@ def open_source(config: BuildConfig) -> Any:
 def _worker_state(config: BuildConfig) -> _WorkerState:
     """This process's OSM source, feature table and generation settings for `config` (opened once)."""
     global _STATE
-    if _STATE is None or _STATE.config.worker_key() != config.worker_key():
+    key = config.worker_key()
+    if _STATE is None or _STATE.key != key:
         source = open_source(config)
         generation = GenerationConfig(types=config.types, seed=config.seed, per_type=config.per_type,
                                       radius_m=config.radius_m, source=source.name)
-        _STATE = _WorkerState(config, source, table_for(source), generation)
+        _STATE = _WorkerState(key, source, table_for(source), generation)
         # The loaded tables live as long as the process: keep the cyclic GC from rescanning them on every pass.
         gc.freeze()
     return _STATE
@@ -233,6 +259,8 @@ class ItemResult:
 
     records: list[QARecord]
     skipped: dict[str, str] | None = None
+    #: The photo lies beyond the OSM extract's area by more than the search radius.
+    outside: bool = False
 
 
 def process_items(items: list[PhotoItem | Skipped], config: BuildConfig) -> list[ItemResult]:
@@ -242,8 +270,15 @@ def process_items(items: list[PhotoItem | Skipped], config: BuildConfig) -> list
     resolved = [resolve_item(item, out_dir=config.out) for item in items]
     photos = [entry for entry in resolved if isinstance(entry, Photo)]
     per_photo = iter(records_per_photo(photos, source=state.source, generation=state.generation, table=state.table))
-    return [ItemResult([], entry.to_dict()) if isinstance(entry, Skipped) else ItemResult(next(per_photo))
-            for entry in resolved]
+    return [ItemResult([], entry.to_dict()) if isinstance(entry, Skipped) else
+            ItemResult(next(per_photo), outside=_outside(state.source, entry, config.radius_m)) for entry in resolved]
+
+
+def _outside(source: Any, photo: Photo, radius_m: float) -> bool:
+    """Whether `photo` lies beyond the extract's area by more than the radius (ways and areas crossing the
+    edge of an extract reach a little beyond the box its header declares). Overpass covers the world."""
+    bounds = getattr(source, "bounds", None)
+    return bounds is not None and bounds.distance_m(GeoPoint(photo.lat, photo.lon)) > radius_m
 
 
 def records_per_photo(photos: list[Photo], *, source: Any, generation: GenerationConfig,
@@ -268,6 +303,7 @@ def records_for_photos(photos: list[Photo], *, source: Any, generation: Generati
 
 def _chunk_result(results: list[ItemResult]) -> ChunkResult:
     return ChunkResult(items=len(results), photos=sum(result.skipped is None for result in results),
+                       outside=sum(result.outside for result in results),
                        records=[record for result in results for record in result.records],
                        skipped=[result.skipped for result in results if result.skipped is not None])
 
@@ -280,18 +316,20 @@ def _chunks(items: Iterable[PhotoItem | Skipped], size: int) -> Iterator[list[Ph
 
 def _results_in_order(config: BuildConfig, chunks: Iterator[list[PhotoItem | Skipped]],
                       client: Any) -> Iterator[ChunkResult]:
-    """Chunk results in input order: computed here, or by the workers of a Dask cluster."""
-    if client is None:
-        for chunk in chunks:
-            yield _chunk_result(process_items(chunk, config))
-        return
-    from gaea.distributed import map_parts
-
+    """Chunk results in input order, computed by parts of photos that lie together (see `_parts_of`): here,
+    or by the workers of a Dask cluster. In one process too, parts of nearby photos read each block of a
+    store once while it stays cached, where chunks spread over a country would read it again and again."""
     windows = _windows(chunks, WINDOW_CHUNKS)
     pending: deque[tuple[list[list[PhotoItem | Skipped]], list[list[tuple[int, int]]]]] = deque()
     parts = _parts_of(windows, pending, config.chunk_size)
+    if client is None:
+        done: Iterator[tuple[int, Any]] = ((0, _process_part(part, config)) for part in parts)
+    else:
+        from gaea.distributed import map_parts
+
+        done = map_parts(client, _process_part, parts, config.for_workers(), in_order=True)
     window_results: dict[tuple[int, int], ItemResult] = {}
-    for _, (slots, results) in map_parts(client, _process_part, parts, config.for_workers(), in_order=True):
+    for _, (slots, results) in done:
         window_results.update(zip(slots, results, strict=True))
         while pending and len(window_results) == sum(len(chunk) for chunk in pending[0][0]):
             window, _ = pending.popleft()
@@ -325,8 +363,7 @@ def _parts_of(windows: Iterator[list[list[PhotoItem | Skipped]]], pending: deque
 
 def _cell_of(item: PhotoItem | Skipped) -> int:
     """The H3 cell of a photo whose position is known before it is read (a manifest row), else 0: those
-    are read by the worker (EXIF) and keep their input order. The resolution of the store's cell files,
-    so that a part's photos read few of them."""
+    are read by the worker (EXIF) and keep their input order."""
     lat, lon = getattr(item, "lat", None), getattr(item, "lon", None)
     if lat is None or lon is None:
         return 0
@@ -413,6 +450,7 @@ def _build(config: BuildConfig, rewriter: Callable[[list[QARecord]], list[QAReco
     summary = BuildSummary(
         out=str(out), photos_read=progress.items, photos_used=progress.photos, skipped=progress.skipped,
         records=progress.records, seconds=time.perf_counter() - started, resumed_from=resumed_from,
+        osm_file=config.osm_file, photos_outside=progress.outside,
     )
     _finish(config, summary)
     return summary
@@ -426,6 +464,7 @@ def _advanced(progress: Progress, result: ChunkResult, records: list[QARecord], 
         qa_bytes=(out / QA_FILE).stat().st_size,
         skipped_bytes=(out / SKIPPED_FILE).stat().st_size,
         photos=progress.photos + result.photos,
+        outside=progress.outside + result.outside,
         skipped=dict(sorted(skipped.items())),
         records={qtype: counts[qtype] for qtype in ALL_TYPES if counts[qtype]},
     )

@@ -110,6 +110,8 @@ def _run_build(args: argparse.Namespace) -> int:
         rewrite_api_key=args.rewrite_api_key, hf_dataset=not args.no_hf, progress=not args.quiet,
     )
     summary = build_dataset(config, overwrite=args.overwrite)
+    if summary.outside_line:
+        warn(args, summary.outside_line)
     print("\n".join(summary.lines()))
     if not summary.photos_used:
         reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.skipped.items())) or "no photos"

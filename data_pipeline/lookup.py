@@ -73,34 +73,57 @@ class FeatureTable:
 
     def __init__(self, features: Sequence[Any], *, covers_queries: bool = False,
                  bounds: tuple[float, float, float, float] | None = None):
-        features = self.features = tuple(features)
-        category = [f.category for f in features]
         # An extract covers at least its features' bounding box; an Overpass answer covers each circle queried.
         self.covers_queries = covers_queries
-        count = len(features)
-        self.lat = np.fromiter((f.lat for f in features), float, count)
-        self.lon = np.fromiter((f.lon for f in features), float, count)
+        self.features: list[Any] = []
+        self.category: list[tuple[str, str] | None] = []
+        self.labels: list[str] = []
+        self._label_ids: dict[str, int] = {}
+        # Plain lists for the per-photo loop: list indexing by int is the cheapest lookup Python has.
+        self.row_key: list[str] = []
+        self.row_label: list[str] = []
+        self.row_name: list[str] = []
+        self.lat, self.lon = np.empty(0), np.empty(0)
+        self.label_id = np.empty(0, np.int32)
+        self.named, self.background = np.empty(0, bool), np.empty(0, bool)
+        self.distractor_bits = np.empty(0, np.uint64)
+        self.extend(features)
+        count = len(self.features)
         # (min lat, min lon, max lat, max lon) of the extract: its features' box, unless told (a store's chunk).
         self.bounds = bounds or ((self.lat.min(), self.lon.min(), self.lat.max(), self.lon.max()) if count else None)
-        self.category: list[tuple[str, str] | None] = category
-        label_ids: dict[str, int] = {}
-        self.label_id = np.full(count, -1, dtype=np.int32)
-        for row, row_category in enumerate(category):
-            if row_category is not None:
-                label = category_label(*row_category)
-                self.label_id[row] = label_ids.setdefault(label, len(label_ids))
-        self.labels: list[str] = list(label_ids)
-        # Plain lists for the per-photo loop: list indexing by int is the cheapest lookup Python has.
-        self.row_key = [c[0] if c else "" for c in category]
-        self.row_label = [self.labels[i] if i >= 0 else "" for i in self.label_id.tolist()]
-        self.row_name = [f.name for f in features]
-        self.named = np.array([bool(f.name) for f in features], dtype=bool)
-        self.background = np.array([c is not None and c[0] in BACKGROUND_KEYS for c in category], dtype=bool)
-        self.distractor_bits = np.array([_distractor_bits(f, c) for f, c in zip(features, category, strict=True)],
-                                        dtype=np.uint64)
         # Row -> the parts of its evidence entry that do not depend on the photo, made on first use.
         self._evidence_heads: dict[int, tuple] = {}
         self._index: PointIndex | None = None
+
+    def extend(self, features: Sequence[Any]) -> None:
+        """Add rows for `features` (their facts worked out here, once): a store block's table grows as photos
+        find more of its rows."""
+        features = list(features)
+        category = [f.category for f in features]
+        label_ids = self._label_ids
+        label_id = np.full(len(features), -1, dtype=np.int32)
+        for row, row_category in enumerate(category):
+            if row_category is not None:
+                label = category_label(*row_category)
+                label_id[row] = label_ids.setdefault(label, len(label_ids))
+        self.labels[len(self.labels):] = list(label_ids)[len(self.labels):]
+        self.features.extend(features)
+        self.category.extend(category)
+        self.row_key.extend(c[0] if c else "" for c in category)
+        self.row_label.extend(self.labels[i] if i >= 0 else "" for i in label_id.tolist())
+        self.row_name.extend(f.name for f in features)
+        grown = {
+            "lat": np.fromiter((f.lat for f in features), float, len(features)),
+            "lon": np.fromiter((f.lon for f in features), float, len(features)),
+            "label_id": label_id,
+            "named": np.array([bool(f.name) for f in features], dtype=bool),
+            "background": np.array([c is not None and c[0] in BACKGROUND_KEYS for c in category], dtype=bool),
+            "distractor_bits": np.array([_distractor_bits(f, c) for f, c in zip(features, category, strict=True)],
+                                        dtype=np.uint64),
+        }
+        for name, added in grown.items():
+            setattr(self, name, np.concatenate([getattr(self, name), added.astype(getattr(self, name).dtype)]))
+        self._index = None
 
     @classmethod
     def gathered(cls, tables: Sequence[FeatureTable], which: np.ndarray, rows: np.ndarray, *,
@@ -114,7 +137,6 @@ class FeatureTable:
         for name in ("features", "category", "row_key", "row_name"):
             columns = [getattr(t, name) for t in tables]
             setattr(table, name, [columns[t][r] for t, r in picks])
-        table.features = tuple(table.features)
         for name, dtype in (("lat", float), ("lon", float), ("named", bool), ("background", bool),
                             ("distractor_bits", np.uint64)):
             setattr(table, name, np.concatenate([getattr(t, name) for t in tables] or [np.empty(0, dtype)])[take])
@@ -122,7 +144,7 @@ class FeatureTable:
         remapped = [np.append([label_ids.setdefault(label, len(label_ids)) for label in t.labels], -1).astype(np.int32)
                     [t.label_id] for t in tables]  # label -1 picks the appended -1
         table.label_id = np.concatenate(remapped or [np.empty(0, np.int32)])[take]
-        table.labels = list(label_ids)
+        table.labels, table._label_ids = list(label_ids), label_ids
         table.row_label = [table.labels[i] if i >= 0 else "" for i in table.label_id.tolist()]
         table.covers_queries, table.bounds = False, bounds
         table._evidence_heads, table._index = {}, None
@@ -281,11 +303,32 @@ def nearby_for(source: Any, points: Sequence[GeoPoint], radius_m: float, *,
         return table.nearby(lats, lons, radius_m)
     if isinstance(source, FeatureStore):
         window = source.window(lats, lons, radius_m)
-        tables = [block.memo(FeatureTable, lambda block=block: FeatureTable(block.features))
-                  for block in window.blocks]
-        chunk = FeatureTable.gathered(tables, window.block_of, window.row_in_block, bounds=source.feature_bounds)
+        tables, rows = [], np.empty(len(window.block_of), np.int64)
+        for block, mine in window.by_block():
+            decoded = block.memo(_DecodedRows, lambda block=block: _DecodedRows(len(block)))
+            rows[mine] = decoded.rows(block, window.row_in_block[mine])
+            tables.append(decoded.table)
+        chunk = FeatureTable.gathered(tables, window.block_of, rows, bounds=source.feature_bounds)
         return chunk.nearby_of_pairs(lats, lons, radius_m, window.pairs)
     return FeatureTable.from_results(source.features_many(list(points), radius_m))[1]
+
+
+class _DecodedRows:
+    """The table of the rows of one store block that photos have found so far, grown as they find more: only
+    those rows are decoded and worked out, once while the block stays cached (a photo finds a few hundred
+    features of the thousands its blocks hold)."""
+
+    def __init__(self, size: int):
+        self.table = FeatureTable(())
+        self._position = np.full(size, -1, np.int64)  # block row -> table row (-1: not decoded yet)
+
+    def rows(self, block: Any, rows: np.ndarray) -> np.ndarray:
+        """The table rows of block rows `rows`, decoding those not seen before."""
+        missing = np.unique(rows[self._position[rows] < 0])
+        if len(missing):
+            self._position[missing] = np.arange(len(self.table), len(self.table) + len(missing))
+            self.table.extend(block.features_at(missing.tolist()))
+        return self._position[rows]
 
 
 def table_for(source: Any) -> FeatureTable | None:

@@ -407,3 +407,29 @@ def test_absence_is_claimed_only_where_the_extract_covers_the_whole_circle(oakla
             if element["tags"].get(key) == value and element_id in points:
                 lat, lon = points[element_id]
                 assert haversine_m(record["lat"], record["lon"], lat, lon) > 250.0 - 60.0, (record, element_id)
+
+
+def test_photos_outside_the_extract_are_warned_about_and_none_inside_is_said_plainly(
+        tmp_path: Path, shared_data: Path, capsys) -> None:
+    from gaea.cli import main
+
+    extract = shared_data / "osm" / "west-oakland.osm.bz2"
+    photos = shared_data / "photos"
+    (lat, lon), = points_inside(extract, 1)
+    far = "".join(f"{photos / name},,\n" for name in AREZZO[:3])  # their own EXIF GPS: Arezzo, Italy
+    for name, rows, inside in (("none", far, 0), ("some", far + f"{photos / 'Canon_40D.jpg'},{lat},{lon}\n", 1)):
+        manifest = tmp_path / f"{name}.csv"
+        manifest.write_text("path,lat,lon\n" + rows)
+        assert main(["data", "build", "--images", str(manifest), "--out", str(tmp_path / name), "--osm-file",
+                     str(extract), "--no-hf", "--quiet"]) == 0
+        out, err = capsys.readouterr()
+        warnings = [line for line in err.splitlines() if str(extract) in line]
+        assert len(warnings) == 1 and warnings[0].startswith("gaea data build: warning:")
+        plainly = [line for line in out.splitlines() if line.startswith("no photo lies within the OSM extract")]
+        if inside:
+            assert "3 of 4 photos lie outside" in warnings[0] and not plainly
+        else:
+            assert "all 3 photos used lie beyond its area" in warnings[0]
+            assert plainly == [warnings[0].split("warning: ", 1)[1]]
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["photos_outside"] == 3 and summary["photos_used"] == 3 + inside

@@ -171,9 +171,10 @@ def spread_manifest(shared_data, photos_dir, tmp_path_factory) -> Path:
     return path
 
 
-def _data_build(manifest: Path, out: Path, shared_data: Path, *extra: str) -> list[str]:
+def _data_build(manifest: Path, out: Path, shared_data: Path, *extra: str, osm: Path | None = None) -> list[str]:
     return ["data", "build", "--images", str(manifest), "--out", str(out), "--osm-file",
-            str(shared_data / "osm" / "west-oakland.osm.bz2"), "--chunk-size", "1", "--no-hf", "--quiet", *extra]
+            str(osm or shared_data / "osm" / "west-oakland.osm.bz2"), "--chunk-size", "1", "--no-hf", "--quiet",
+            *extra]
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +194,21 @@ def test_data_build_on_the_cluster_equals_the_plain_build_byte_for_byte(dask_cli
     assert main(_data_build(spread_manifest, out, shared_data, "--scheduler", dask_client.scheduler.address)) == 0
     capsys.readouterr()
     assert _dataset_files(out) == _dataset_files(plain_dataset)  # records, skips, progress, images, card
+    _assert_loopback_only(dask_client)
+
+
+def test_data_build_on_the_cluster_through_a_store_equals_the_plain_build_byte_for_byte(
+        dask_client, spread_manifest, shared_data, plain_dataset, tmp_path, capsys):
+    store = tmp_path / "west-oakland-store"
+    assert main(["osm", "index", str(shared_data / "osm" / "west-oakland.osm.bz2"), "--out", str(store)]) == 0
+    out = tmp_path / "cluster"
+    assert main(_data_build(spread_manifest, out, shared_data, "--scheduler", dask_client.scheduler.address,
+                            osm=store)) == 0
+    capsys.readouterr()
+    # The card names the OSM source as given (the store folder, not the extract); every other file is equal.
+    store_files, plain_files = _dataset_files(out), _dataset_files(plain_dataset)
+    assert str(store).encode() in store_files.pop("README.md") and plain_files.pop("README.md")
+    assert store_files == plain_files and store_files["qa.jsonl"].count(b"\n") > 30
     _assert_loopback_only(dask_client)
 
 

@@ -1,7 +1,7 @@
 """OpenStreetMap sources: local extracts (in memory, or an on-disk feature store) and the Overpass API, one
 record type.
 
-Names load lazily, so ``from gaea.osm import sanitize_text`` does not pull in httpx, scipy or osmnx.
+Names load lazily, so ``from gaea.osm import sanitize_text`` does not pull in httpx, scipy or pyosmium.
 """
 
 from __future__ import annotations

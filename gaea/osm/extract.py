@@ -1,8 +1,9 @@
 """Reading the features of an OpenStreetMap extract on disk, in one streaming pass.
 
-``.osm`` / ``.osm.bz2`` / ``.xml`` files are read with osmnx (``features_from_xml``), ``.osm.pbf`` /
-``.pbf`` files with pyosmium; both end in :func:`gaea.osm.features.feature_from_element`. The in-memory
-source and the on-disk store read through here, so they hold the very same features in the same order.
+Every format (``.osm``, ``.osm.bz2``, ``.xml``, ``.osm.pbf``, ``.pbf``) is read with pyosmium, which streams
+XML, bzip2-compressed XML and PBF alike, with its node locations in memory or in a file on disk. The
+in-memory source and the on-disk store read through here, so they hold the very same features in the same
+order, and a large XML extract gets its store in bounded memory like a PBF.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from gaea.osm.features import (
     OSMFeature,
     describe_tags,
     feature_from_description,
-    feature_from_element,
 )
 from gaea.osm.source import Bounds
 
@@ -48,10 +48,6 @@ def checked_extract_path(path: str | Path) -> Path:
             f"expected one of {', '.join(XML_SUFFIXES + PBF_SUFFIXES)}"
         )
     return path.resolve()
-
-
-def is_pbf(path: str | Path) -> bool:
-    return str(path).lower().endswith(PBF_SUFFIXES)
 
 
 def extract_identity(path: Path) -> dict:
@@ -88,47 +84,23 @@ def header_bounds(path: Path) -> Bounds | None:
 def read_features(path: Path, *, locations: str = "flex_mem") -> Iterator[OSMFeature]:
     """The features of the extract at `path`, in file order, one at a time.
 
-    `locations` is pyosmium's node location index for PBF files ("flex_mem" in memory, or e.g.
-    "sparse_file_array,FILE" on disk for extracts whose nodes do not fit in memory).
+    `locations` is pyosmium's node location index ("flex_mem" in memory, or e.g. "sparse_file_array,FILE"
+    on disk for extracts whose nodes do not fit in memory).
 
     Raises
     ------
     OSMError
         The file could not be parsed.
     """
-    reader = _read_pbf(path, locations) if is_pbf(path) else _read_xml(path)
     try:
-        yield from reader
+        yield from _read(path, locations)
     except (OSMError, BadInputError):
         raise
     except Exception as error:
         raise OSMError(f"could not read OSM extract {str(path)!r}: {type(error).__name__}: {error}") from error
 
 
-def _read_xml(path: Path) -> Iterator[OSMFeature]:
-    import osmnx
-    from osmnx._errors import InsufficientResponseError
-
-    try:
-        frame = osmnx.features_from_xml(path, tags={key: True for key in CATEGORY_KEYS})
-    except InsufficientResponseError:
-        log.warning("OSM extract %s holds no tagged features", path)
-        return
-    columns = [key for key in DISTINGUISHING_KEYS if key in frame.columns]
-    tags_frame = frame[columns].astype(object)
-    for (element, osm_id), geometry, tag_values in zip(
-        frame.index, frame.geometry, tags_frame.itertuples(index=False, name=None), strict=True
-    ):
-        point = representative_lat_lon(geometry)
-        if point is None:
-            continue
-        tags = {key: value for key, value in zip(columns, tag_values, strict=True) if isinstance(value, str)}
-        feature = feature_from_element(element, osm_id, tags, *point)
-        if feature is not None:
-            yield feature
-
-
-def _read_pbf(path: Path, locations: str) -> Iterator[OSMFeature]:
+def _read(path: Path, locations: str) -> Iterator[OSMFeature]:
     import osmium
     from shapely.geometry import LineString, MultiPolygon, Polygon
 

@@ -1,8 +1,9 @@
 """The normalized OpenStreetMap record every OSM source returns, and the one builder that makes it.
 
-Both the local-file readers (osmnx, pyosmium) and the Overpass client hand raw elements
-(type, id, tags, a point) to :func:`feature_from_element`, so everything downstream sees the
-same records whichever source produced them.
+The local-file reader (pyosmium) and the Overpass client hand raw elements (type, id, tags, a point)
+to the same rules (:func:`feature_from_element`, or :func:`describe_tags` then
+:func:`feature_from_description`), so everything downstream sees the same records whichever source
+produced them.
 """
 
 from __future__ import annotations

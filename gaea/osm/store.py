@@ -37,7 +37,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ import numpy as np
 
 from gaea.errors import BadInputError, OSMError
 from gaea.osm._spatial import Pairs, PointIndex, cap_boxes, within_each
-from gaea.osm.extract import checked_extract_path, extract_identity, header_bounds, is_pbf, read_features
+from gaea.osm.extract import checked_extract_path, extract_identity, header_bounds, read_features
 from gaea.osm.features import OSMFeature
 from gaea.osm.local import LocalOSMSource, RadiusSearch, found_features
 from gaea.osm.source import Bounds
@@ -64,7 +63,7 @@ BLOCK_ROWS = 2_048
 # per-feature facts).
 _BUILD_ROW_BYTES, _BLOCK_ROW_BYTES, _DECODED_ROW_BYTES = 600, 300, 1_500
 _NODE_INDEX_BYTES = 16  # pyosmium's in-memory location index, per node
-_PBF_BYTES_PER_NODE = 4  # a low guess (more nodes than real PBFs hold), so the on-disk index is chosen early
+_BYTES_PER_NODE = 4  # a low guess (more nodes than real PBFs, let alone XML, hold): the on-disk index comes early
 _POINTS_PER_WINDOW = 512
 
 
@@ -211,7 +210,7 @@ def _write_store(extract: Path, identity: dict, work: Path, memory_mb: int, prog
     started = time.perf_counter()
     scratch = work / "scratch"  # what only the build needs: removed before the store is renamed into place
     scratch.mkdir()
-    locations = _location_index(extract, scratch, memory_mb) if is_pbf(extract) else "flex_mem"
+    locations = _location_index(extract, scratch, memory_mb)
     features = _FeatureWriter(scratch / "features.parquet", batch_rows=_batch_rows(memory_mb))
     with features, tqdm(desc=f"reading {extract.name}", unit=" features", disable=not progress) as bar:
         for feature in read_features(extract, locations=locations):
@@ -243,7 +242,7 @@ def _write_store(extract: Path, identity: dict, work: Path, memory_mb: int, prog
 def _location_index(extract: Path, folder: Path, memory_mb: int) -> str:
     """pyosmium's node location index: in memory when the extract's nodes fit half the budget, else a file
     in `folder` (sorted pairs of id and location; a dense array by id for planet-size extracts)."""
-    nodes = extract.stat().st_size / _PBF_BYTES_PER_NODE
+    nodes = extract.stat().st_size / _BYTES_PER_NODE
     if nodes * _NODE_INDEX_BYTES <= memory_mb * 2**20 / 2:
         return "flex_mem"
     kind = "dense_file_array" if nodes > 1e9 else "sparse_file_array"
@@ -528,14 +527,15 @@ class FeatureStore(RadiusSearch):
 
 
 class Block:
-    """One row group of a cell file: positions and reading order as arrays, a k-d tree, and the features
-    themselves, decoded on first use. `memo` keeps what a caller derives from the block (the data pipeline's
-    per-feature facts) for as long as the block stays cached."""
+    """One row group of a cell file: positions and reading order as arrays, a k-d tree, and the features of
+    the rows asked for, decoded on first use. `memo` keeps what a caller derives from the block (the data
+    pipeline's per-feature facts of the rows it asked for) for as long as the block stays cached."""
 
     def __init__(self, table: Any):
         self._table = table
         self.seq = table["seq"].to_numpy()
         self.index = PointIndex(table["lat"].to_numpy(), table["lon"].to_numpy())
+        self._decoded: dict[int, OSMFeature] = {}
         self._memo: dict[object, Any] = {}
 
     def __len__(self) -> int:
@@ -543,15 +543,20 @@ class Block:
 
     @property
     def nbytes(self) -> int:
-        """About what the block holds in memory: its columns and k-d tree, and its features once decoded."""
-        decoded = "features" in self.__dict__
-        return len(self) * (_BLOCK_ROW_BYTES + (_DECODED_ROW_BYTES if decoded else 0))
+        """About what the block holds in memory: its columns and k-d tree, and the features decoded so far."""
+        return len(self) * _BLOCK_ROW_BYTES + len(self._decoded) * _DECODED_ROW_BYTES
 
-    @cached_property
-    def features(self) -> tuple[OSMFeature, ...]:
-        columns = self._table.to_pydict()
-        return tuple(_feature(*row) for row in zip(columns["osm_type"], columns["osm_id"], columns["name"],
-                                                   columns["tags"], columns["lat"], columns["lon"], strict=True))
+    def features_at(self, rows: list[int]) -> list[OSMFeature]:
+        """The features of block rows `rows`: only the rows a query finds are decoded (a photo's circle
+        finds a few hundred of the thousands of features in its blocks), each once."""
+        missing = [row for row in dict.fromkeys(rows) if row not in self._decoded]
+        if missing:
+            columns = self._table.take(missing).to_pydict()
+            for row, values in zip(missing, zip(columns["osm_type"], columns["osm_id"], columns["name"],
+                                                columns["tags"], columns["lat"], columns["lon"], strict=True),
+                                   strict=True):
+                self._decoded[row] = _feature(*values)
+        return [self._decoded[row] for row in rows]
 
     def memo(self, key: object, make: Callable[[], Any]) -> Any:
         if key not in self._memo:
@@ -595,7 +600,17 @@ class Window:
         return cls(blocks, block_of[first], rows[first], lats[first], lons[first],
                    Pairs(points[order], window_rows[order], chords[order]))
 
+    def by_block(self) -> Iterator[tuple[Block, np.ndarray]]:
+        """Each block with the window rows it holds."""
+        by_block = np.argsort(self.block_of, kind="stable")
+        starts = np.searchsorted(self.block_of[by_block], np.arange(len(self.blocks) + 1)).tolist()
+        for position, block in enumerate(self.blocks):
+            yield block, by_block[starts[position]:starts[position + 1]]
+
     @property
     def features(self) -> list[OSMFeature]:
-        return [self.blocks[b].features[r] for b, r in zip(self.block_of.tolist(), self.row_in_block.tolist(),
-                                                            strict=True)]
+        found: list[Any] = [None] * len(self.block_of)
+        for block, mine in self.by_block():
+            for i, feature in zip(mine.tolist(), block.features_at(self.row_in_block[mine].tolist()), strict=True):
+                found[i] = feature
+        return found
