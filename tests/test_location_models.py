@@ -2,9 +2,11 @@
 
 No real image weights exist here, so no real image embeddings either: the accuracy tests train on the
 SYNTHETIC benchmark of `gaea.location.synthetic`, the real 100k MP-16 coordinates of GeoCLIP's gallery
-with an "image embedding" from a fixed smooth random function of each position plus noise (subsampled so
-that the whole file stays quick on a small CPU). Its figures are about the models' mechanics, never about
-accuracy on real photos. The representation tests (SHDD, S2 cells) use the real coordinates directly.
+with an "image embedding" from a fixed smooth random function of each position plus noise, trained on
+80,000 of them and tested on the other 20,000 (small models, one epoch, so that the file stays within a few
+minutes of one CPU thread; `benchmarks/location_models.py --full` trains bigger ones longer). Its figures
+are about the models' mechanics, never about accuracy on real photos. The representation tests (SHDD, S2
+cells) use the real coordinates directly.
 """
 
 from __future__ import annotations
@@ -25,15 +27,15 @@ from gaea.location.s2cells import build_cell_tree, point_cells
 from gaea.location.synthetic import SYNTHETIC_ENCODER, read_coordinates, synthetic_benchmark, trivial_predictions
 from gaea.retrieval.gallery import Gallery
 
-TRAIN, TEST = 12_000, 1_000
+TRAIN, TEST = 80_000, 20_000
 
 #: Small models and short runs, sized for a shared 2-core CPU.
 SMALL = {
-    "geoclip": {"epochs": 2, "batch_size": 256, "learning_rate": 1e-3, "queue_size": 512,
+    "geoclip": {"epochs": 1, "batch_size": 256, "learning_rate": 1e-3, "queue_size": 512,
                 "model": {"dim": 64, "image_hidden": 128, "fourier_features": 32, "location_hidden": 128,
                           "location_layers": 2}},
-    "s2": {"epochs": 2, "batch_size": 256, "learning_rate": 2e-3, "model": {"hidden": 64, "max_photos": 50}},
-    "shdd": {"epochs": 3, "batch_size": 256, "learning_rate": 1e-3, "model": {"hidden": 128, "degree": 48}},
+    "s2": {"epochs": 1, "batch_size": 256, "learning_rate": 2e-3, "model": {"hidden": 64, "max_photos": 50}},
+    "shdd": {"epochs": 1, "batch_size": 256, "learning_rate": 1e-3, "model": {"hidden": 128, "degree": 48}},
 }
 
 
@@ -82,14 +84,21 @@ def trained(benchmark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ob
     }
 
 
+@pytest.fixture(scope="module")
+def test_metrics(trained, benchmark) -> dict[str, dict]:
+    """Each trained model's metrics on the 20,000 test photos (default decoding), computed once for the module."""
+    return {name: evaluate_predictions(result.model, benchmark.test_embeddings, benchmark.test_coords)
+            for name, result in trained.items()}
+
+
 # -- accuracy on the synthetic benchmark -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["geoclip", "geoclip-semivariogram", "s2", "shdd"])
-def test_every_kind_beats_the_best_trivial_predictor_by_a_wide_margin(name: str, trained, benchmark,
+def test_every_kind_beats_the_best_trivial_predictor_by_a_wide_margin(name: str, test_metrics,
                                                                       best_trivial) -> None:
     """No real image weights exist here: synthetic embeddings of real MP-16 coordinates (see the module)."""
-    metrics = evaluate_predictions(trained[name].model, benchmark.test_embeddings, benchmark.test_coords)
+    metrics = test_metrics[name]
     print(f"{name}: {metrics['accuracy']} vs best trivial {best_trivial}")
     for key in ("25km", "200km", "750km"):
         # A wide margin: at least twice the best constant guess, and 3 points above it.
@@ -108,15 +117,14 @@ def test_s2_beam_search_beats_greedy_decoding(trained, benchmark) -> None:
         sum(greedy["accuracy"][k] for k in ("25km", "200km", "750km"))
 
 
-def test_semivariogram_negatives_change_training_against_plain_ones(trained, benchmark) -> None:
+def test_semivariogram_negatives_change_training_against_plain_ones(trained, test_metrics) -> None:
     """No real image weights exist here: synthetic embeddings of real MP-16 coordinates (see the module)."""
     plain, weighted = trained["geoclip"], trained["geoclip-semivariogram"]
     assert plain.metrics["settings"]["seed"] == weighted.metrics["settings"]["seed"]
     difference = max(float((a - b).abs().max()) for a, b in zip(plain.model.state_dict().values(),
                                                                  weighted.model.state_dict().values(), strict=True))
     assert difference > 1e-3  # same seed, same data: only the negatives' weights differ
-    report = {name: evaluate_predictions(result.model, benchmark.test_embeddings, benchmark.test_coords)
-              for name, result in (("plain", plain), ("semivariogram", weighted))}
+    report = {"plain": test_metrics["geoclip"], "semivariogram": test_metrics["geoclip-semivariogram"]}
     print("geoclip negatives:", {name: (m["accuracy"], round(m["geoscore"])) for name, m in report.items()})
     assert report["plain"]["accuracy"] != report["semivariogram"]["accuracy"]
     fitted = weighted.metrics["semivariogram"]
