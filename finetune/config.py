@@ -41,6 +41,8 @@ class FinetuneConfig:
                                                   "multi-order distance loss", "task")
     rank_candidates: int = _field(16, "rank: candidates of a photo scored per optimizer step", "task")
     rank_photos_per_candidate: int = _field(3, "rank: gallery photos named in each candidate's evidence", "task")
+    rank_evidence_images: int = _field(1, "rank: of a candidate's gallery photos, how many the ranker sees as images "
+                                          "beside the photo (0: named in the text only)", "task")
     # model
     model_name_or_path: str = _field("", "base model: a Hugging Face hub id or a local folder", "model")
     processor_name_or_path: str | None = _field(None, "processor, when it differs from the model", "model")
@@ -126,6 +128,8 @@ class FinetuneConfig:
             raise ConfigError(f"max_length {self.max_length}: too short to hold a prompt and an answer")
         if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
             raise ConfigError(f"min_pixels {self.min_pixels} is larger than max_pixels {self.max_pixels}")
+        if self.rank_evidence_images < 0:
+            raise ConfigError(f"rank_evidence_images {self.rank_evidence_images}: must be 0 or more")
         for name in ("lora_r", "per_device_train_batch_size", "gradient_accumulation_steps", "save_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} {getattr(self, name)}: must be at least 1")
@@ -141,6 +145,8 @@ class FinetuneConfig:
             (not self.train_merger, ("merger_learning_rate",), "train_merger is false"),
             (bool(self.eval_data), ("eval_ratio",), "eval_data is the evaluation set"),
             (not (self.eval_data or self.eval_ratio), ("eval_steps",), "there is no eval_data and no eval_ratio"),
+            (self.task == "rank", SFT_ONLY, "--task rank trains on a ranking set (these apply to sft)"),
+            (self.task != "rank", RANK_ONLY, f"task is {self.task} (these apply to --task rank)"),
         )
         sentences = []
         for applies_not, names, reason in rules:
@@ -177,6 +183,10 @@ def preflight(config: FinetuneConfig) -> None:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+#: Settings only one task reads: the ranker's data is a ranking set scored pair by pair, with no answers to
+#: cut at max_length, no chat layout or system prompt, and its held-out ranking measured at the end.
+RANK_ONLY = tuple(name for name in FIELDS if name.startswith("rank_"))
+SFT_ONLY = ("data_format", "image_root", "max_length", "system_prompt", "per_device_eval_batch_size", "eval_steps")
 _TYPES = typing.get_type_hints(FinetuneConfig)
 
 

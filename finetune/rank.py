@@ -188,7 +188,8 @@ def train_ranker(config: FinetuneConfig, *, callbacks: list[Any] | None = None) 
         scorer.head.float()
         atomic_write_text(output_dir / "finetune_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         settings = {"base_model": config.model_name_or_path, "min_pixels": config.min_pixels,
-                    "max_pixels": config.max_pixels, "photos_per_candidate": config.rank_photos_per_candidate}
+                    "max_pixels": config.max_pixels, "photos_per_candidate": config.rank_photos_per_candidate,
+                    "evidence_images": config.rank_evidence_images}
         trainer = RankTrainer(model=scorer, args=training_arguments(config, has_eval=False),
                               train_dataset=list(range(len(train_items))), data_collator=_indices,
                               processing_class=processor, callbacks=callbacks, items=train_items, config=config,
@@ -225,7 +226,8 @@ def item_scores(scorer: torch.nn.Module, processor: Any, item: RankingItem,
 
     candidates, distances = item.candidates[: config.rank_candidates], item.distances_km[: config.rank_candidates]
     inputs = pair_inputs(processor, load_image(item.image), candidates,
-                         photos_per_candidate=config.rank_photos_per_candidate)
+                         photos_per_candidate=config.rank_photos_per_candidate,
+                         evidence_images_count=config.rank_evidence_images)
     scores = scorer(**{key: value.to(scorer.head.weight.device) for key, value in inputs.items()})
     return scores.float(), torch.tensor(distances)
 

@@ -187,10 +187,14 @@ def rank_prompt(candidates: Sequence[Candidate], *, photos_per_candidate: int = 
     )
 
 
-def ranker_pair_text(candidate: Candidate, *, photos_per_candidate: int = 3) -> str:
-    """The evidence of one candidate as the trained ranker reads it beside the photo (GeoRanker's pair)."""
+def ranker_pair_text(candidate: Candidate, *, photos_per_candidate: int = 3, images_shown: int = 0) -> str:
+    """The evidence of one candidate as the trained ranker reads it beside the photo (GeoRanker's pair);
+    ``images_shown``: how many of its photos follow the photo as images."""
     where = _place_line(0, candidate.lat, candidate.lon, candidate.place).removeprefix("0. ")
     text = f"Candidate place: {where}, from {sanitize_text(candidate.source, max_len=30)}."
+    if images_shown:
+        shown = "image" if images_shown == 1 else f"{images_shown} images"
+        text += f" The {shown} after the first: photos taken near it."
     photos = _photo_evidence(candidate, photos_per_candidate)
     return text + (f" Geotagged photos near it: {photos}." if photos else "") + " Was the photo taken here?"
 

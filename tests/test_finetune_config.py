@@ -109,3 +109,15 @@ def test_cli_help_lists_grouped_options(capsys):
     assert gaea_main(["finetune", "train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "adapter options" in out and "--lora-r" in out and "LoRA rank" in out
+
+
+def test_settings_of_the_other_task_are_named_as_unused():
+    rank = load_config(None, {"task": "rank", "max_length": 512, "system_prompt": "Be brief.", "rank_candidates": 8})
+    assert rank.unused_settings() == ["max_length, system_prompt unused: --task rank trains on a ranking set "
+                                      "(these apply to sft)"]
+    sft = load_config(None, {"rank_candidates": 4, "rank_evidence_images": 0, "max_length": 512})
+    assert sft.unused_settings() == ["rank_candidates, rank_evidence_images unused: task is sft (these apply to "
+                                     "--task rank)"]
+    assert load_config(RECIPES / "georanker-qwen2.5-vl.yaml").unused_settings() == []
+    with pytest.raises(ConfigError, match="rank_evidence_images -1"):
+        load_config(None, {"rank_evidence_images": -1})

@@ -90,7 +90,7 @@ def rank_flags(tiny_vlm: Path, ranking_set: Path, out: Path, *more: str) -> list
             "--data", str(ranking_set / "ranking"), "--output_dir", str(out), "--torch_dtype", "float32",
             "--bf16", "false", "--gradient_checkpointing", "false", "--max_pixels", "3136",
             "--learning_rate", "1e-3", "--eval_ratio", "0.25", "--train_merger", "true",
-            "--lora_r", "8", "--lora_alpha", "16", "--logging_steps", "1", *more]
+            "--lora_r", "8", "--lora_alpha", "16", "--logging_steps", "1", "--rank_evidence_images", "0", *more]
 
 
 @pytest.fixture(scope="module")
@@ -155,12 +155,20 @@ def test_a_resumed_ranker_run_ends_where_an_uninterrupted_one_does(ranking_set: 
 
 def test_the_trained_ranker_saves_loads_and_serves(trained_ranker: Path, ranking_set: Path, photos_dir: Path,
                                                    capsys) -> None:
-    from gaea.ranking.trained import TrainedRanker
+    from gaea.ranking.trained import TrainedRanker, pair_inputs
 
     final = trained_ranker / "final"
     assert {p.name for p in final.iterdir()} >= {"ranker.json", "head.safetensors", "adapter"}
     ranker = TrainedRanker.load(final)
     item = read_ranking_set(ranking_set / "ranking")[0]
+    # This set's signal is in the text (see the module): trained on it, the ranker saw no candidate photo, and
+    # serves the same way; with evidence_images, each candidate's gallery photo follows the photo as an image.
+    assert json.loads((final / "ranker.json").read_text())["evidence_images"] == ranker.evidence_images == 0
+    assert all(Path(c.photos[0].source).is_file() for c in item.candidates)
+    for shown in (0, 1):
+        inputs = pair_inputs(ranker.processor, item.image, item.candidates[:3], photos_per_candidate=3,
+                             evidence_images_count=shown)
+        assert len(inputs["image_grid_thw"]) == (1 + shown) * 3
     ranking = ranker.rank(item.image, item.candidates)
     assert ranking.ranker == "trained" and len(ranking) == len(item.candidates)
     scores = [c.rank_score for c in ranking]

@@ -1,18 +1,22 @@
 """GeoRanker's ranker (Jia et al., NeurIPS 2025): a vision-language model with a LoRA adapter and a scalar
 head that scores one (photo, candidate evidence) pair at a time; candidates are ranked by their scores.
 
-The pair is one user turn, the photo then the candidate's evidence as text (`gaea.prompts.ranker_pair_text`:
-coordinates, nearest place, source, the gallery photos near it and their distances); the head reads the
-last hidden state of the last token. Training (`gaea finetune train --task rank`, `finetune.rank`) uses
+The pair is one user turn: the photo, then up to ``evidence_images`` of the candidate's gallery photos as
+images (the photos taken near it, as GeoRanker shows them: a ranker can then judge whether the photo looks
+like the place), then the candidate's evidence as text (`gaea.prompts.ranker_pair_text`: coordinates,
+nearest place, source, the gallery photos near it and their distances); the head reads the last hidden
+state of the last token. A gallery photo is shown when its ``source`` is a readable image file (a gallery
+built from a folder or a manifest of files). Training (`gaea finetune train --task rank`, `finetune.rank`) uses
 GeoRanker's multi-order distance loss. A trained ranker is a folder:
 
-    ranker.json          base model, image size, evidence settings
+    ranker.json          base model, image size, evidence settings (photos named, photos shown)
     adapter/             the LoRA adapter (peft)
     head.safetensors     the scalar head (and the merger, when it was trained)
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,8 @@ HEAD_FILE = "head.safetensors"
 ADAPTER_DIR = "adapter"
 #: Pairs scored in one forward pass.
 SCORING_BATCH = 8
+#: Gallery photos kept decoded (training shows the same ones at every epoch).
+_PHOTO_CACHE = 4096
 
 
 def hidden_size(model: nn.Module) -> int:
@@ -56,21 +62,49 @@ class PairScorer(nn.Module):
         return self.head(last.to(self.head.weight.dtype)).squeeze(-1)
 
 
-def pair_messages(image: Any, candidate: Candidate, *, photos_per_candidate: int) -> list[Message]:
-    """The chat turn of one (photo, candidate) pair."""
-    return [Message.user(prompts.ranker_pair_text(candidate, photos_per_candidate=photos_per_candidate),
-                         images=[image] if image is not None else [])]
+@functools.lru_cache(maxsize=_PHOTO_CACHE)
+def _gallery_image(path: str) -> Any:
+    from gaea.images import load_image
+
+    return load_image(path)
 
 
-def pair_inputs(processor: Any, image: Any, candidates: Sequence[Candidate], *,
-                photos_per_candidate: int) -> dict[str, torch.Tensor]:
+def evidence_images(candidate: Candidate, count: int) -> list[Any]:
+    """The first ``count`` of the candidate's photos that open as images (a gallery photo's ``source`` is its
+    file; photos without a readable file are left to the text)."""
+    from gaea.errors import PhotoRejected
+
+    images = []
+    for photo in candidate.photos:
+        if len(images) >= count:
+            break
+        if photo.source and Path(photo.source).is_file():
+            try:
+                images.append(_gallery_image(str(Path(photo.source).resolve())))
+            except PhotoRejected:
+                continue
+    return images
+
+
+def pair_messages(image: Any, candidate: Candidate, *, photos_per_candidate: int,
+                  evidence_images_count: int = 0) -> list[Message]:
+    """The chat turn of one (photo, candidate) pair: the photo, the candidate's photos shown, the text."""
+    shown = evidence_images(candidate, evidence_images_count)
+    images = ([image] if image is not None else []) + shown
+    return [Message.user(prompts.ranker_pair_text(candidate, photos_per_candidate=photos_per_candidate,
+                                                  images_shown=len(shown)), images=images)]
+
+
+def pair_inputs(processor: Any, image: Any, candidates: Sequence[Candidate], *, photos_per_candidate: int,
+                evidence_images_count: int = 0) -> dict[str, torch.Tensor]:
     """Model inputs for the pairs of one photo with each candidate, left-padded (the head reads the end)."""
     texts, images = [], []
     for candidate in candidates:
-        messages = [turn.to_hf() for turn in pair_messages(image, candidate, photos_per_candidate=photos_per_candidate)]
-        texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False))
-        if image is not None:
-            images.append(messages[0]["content"][0]["image"])
+        turn = pair_messages(image, candidate, photos_per_candidate=photos_per_candidate,
+                             evidence_images_count=evidence_images_count)[0]
+        hf = turn.to_hf()
+        texts.append(processor.apply_chat_template([hf], tokenize=False, add_generation_prompt=False))
+        images += [part["image"] for part in hf["content"] if part["type"] == "image"]
     processor.tokenizer.padding_side = "left"
     return dict(processor(text=texts, images=images or None, padding=True, return_tensors="pt"))
 
@@ -91,6 +125,11 @@ class TrainedRanker:
     def photos_per_candidate(self) -> int:
         return int(self.settings.get("photos_per_candidate", 3))
 
+    @property
+    def evidence_images(self) -> int:
+        """Candidate photos shown as images, as in training (0 for rankers trained before images were shown)."""
+        return int(self.settings.get("evidence_images", 0))
+
     def scores(self, image: Any, candidates: Sequence[Candidate]) -> np.ndarray:
         """The head's score of each (photo, candidate) pair."""
         device = next(self.scorer.parameters()).device
@@ -98,7 +137,8 @@ class TrainedRanker:
         with torch.no_grad():
             for start in range(0, len(candidates), SCORING_BATCH):
                 inputs = pair_inputs(self.processor, image, candidates[start:start + SCORING_BATCH],
-                                     photos_per_candidate=self.photos_per_candidate)
+                                     photos_per_candidate=self.photos_per_candidate,
+                                     evidence_images_count=self.evidence_images)
                 parts.append(self.scorer(**{k: v.to(device) for k, v in inputs.items()}).float().cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros(0)
 
@@ -106,7 +146,8 @@ class TrainedRanker:
              support: Sequence[Neighbor] = ()) -> Ranking:
         if not candidates:
             return Ranking([], self.name)
-        shown = self.places.with_photos(candidates, self.photos_per_candidate) if self.places else list(candidates)
+        photos = max(self.photos_per_candidate, self.evidence_images)
+        shown = self.places.with_photos(candidates, photos) if self.places else list(candidates)
         return ranked(shown, self.scores(image, shown), self.name)
 
     # -- saving and loading -----------------------------------------------------------------------------
