@@ -8,8 +8,11 @@ from the truth, five agreeing on a wrong place about 600 km away: `gaea.ranking.
 most similar photos and an s2 model's 3 beam-search places. ``median``, ``g3`` (a geoclip model trained on the
 same gallery), ``lmm`` (the tiny random VLM in this process: its replies are never a ranking, so it falls back
 to the median, which the table shows) and ``trained`` (the tiny random VLM with LoRA and a scalar head,
-trained with the multi-order loss on the pools of other test photos, each shown as a synthetic "photo" of
-its embedding, `gaea.ranking.synthetic.synthetic_photo`). The figures are about the rankers' mechanics,
+trained with the multi-order loss on the pools of other test photos). The trained ranker looks at pictures:
+each photo, and each gallery photo, is a synthetic "photo" of its embedding
+(`gaea.ranking.synthetic.synthetic_photo`), and every candidate comes with the ``--evidence-images`` gallery
+photos nearest it, shown as images beside the photo (GeoRanker's evidence: a candidate whose nearby photos
+look like the photo is near it, since the field is smooth). The figures are about the rankers' mechanics,
 never about accuracy on real photos.
 
 Latency. One real photo (../shared/data/photos/DSCN0010.jpg) and 25 candidates, each ranker timed over
@@ -50,7 +53,8 @@ from gaea.location.synthetic import SYNTHETIC_ENCODER, synthetic_benchmark  # no
 from gaea.models.backends import load_backend  # noqa: E402
 from gaea.models.backends.openai_compat import OpenAIBackend  # noqa: E402
 from gaea.models.tiny import build_tiny_vlm  # noqa: E402
-from gaea.ranking import MedianRanker  # noqa: E402
+from gaea.ranking import MedianRanker, ranked  # noqa: E402
+from gaea.ranking.candidates import GalleryPlaces  # noqa: E402
 from gaea.ranking.g3 import G3Ranker  # noqa: E402
 from gaea.ranking.lmm import LMMRanker  # noqa: E402
 from gaea.ranking.synthetic import (  # noqa: E402
@@ -76,6 +80,9 @@ MODELS = {
     "s2": {"epochs": 2, "batch_size": 256, "learning_rate": 2e-3, "model": {"hidden": 64, "max_photos": 50}},
 }
 LATENCY_CANDIDATES = 25
+EVIDENCE_IMAGES = 3
+#: Side of the synthetic photos (px): the 8 x 8 grid of embedding values at one 14-px patch each.
+PHOTO_SIZE = 112
 
 
 def completion(content: str) -> str:
@@ -88,6 +95,8 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=200, help="photos whose picks are scored (200)")
     parser.add_argument("--ranker-train", type=int, default=200, help="photos the trained ranker learns on (200)")
     parser.add_argument("--ranker-steps", type=int, default=400, help="optimizer steps of the trained ranker (400)")
+    parser.add_argument("--evidence-images", type=int, default=EVIDENCE_IMAGES,
+                        help=f"gallery photos near each candidate the trained ranker sees ({EVIDENCE_IMAGES})")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per ranker (10)")
     parser.add_argument("--device", default="cpu", help="device of the VLM rankers (cpu)")
     args = parser.parse_args()
@@ -109,6 +118,12 @@ def main() -> None:
             chosen[name] = [pick(name, ranker, pool, embedding)
                             for pool, embedding in zip(scored_pools, bench.test_embeddings[scored], strict=True)]
             print(f"{name}: ranked {len(scored_pools)} pools in {time.perf_counter() - started:.1f} s", flush=True)
+        # Not a ranker: what the trained one would have to learn from the pictures, computed from the embeddings
+        # (the cosine of the photo's and each candidate's evidence photos', averaged), as a reference line.
+        gallery = np.asarray(models["gallery"].embeddings)
+        chosen["evidence cosine (reference)"] = [
+            ranked(pool, [np.mean([gallery[int(p.id)] @ embedding for p in c.photos]) for c in pool], "reference")[0]
+            for pool, embedding in zip(scored_pools, bench.test_embeddings[scored], strict=True)]
         table = ranking_table(chosen, scored_pools, bench.test_coords[scored])
         print(f"\naccuracy of each ranker's pick, SYNTHETIC benchmark, {len(scored_pools)} photos, "
               f"{np.mean([len(p) for p in scored_pools]):.1f} candidates per pool:\n")
@@ -125,23 +140,28 @@ def build_pools(args: argparse.Namespace, root: Path) -> tuple[Any, list, dict[s
     models = {kind: train_location_model(load_train_config(None, {**settings, "kind": kind, "out": str(root / kind),
                                                                   "held_out": 0.0}), data, show_progress=False).model
               for kind, settings in MODELS.items()}
+    photos = [str(root / "photos" / f"gallery-{row:05d}.png") for row in range(len(bench.train_coords))]
     gallery = Gallery.from_arrays(root / "gallery", bench.train_embeddings, bench.train_coords[:, 0],
                                   bench.train_coords[:, 1], places=[""] * len(bench.train_coords),
-                                  encoder=SYNTHETIC_ENCODER)
+                                  sources=photos, encoder=SYNTHETIC_ENCODER)
     retriever = Retriever(gallery, SyntheticEncoder(bench.train_embeddings.shape[1]))
     answers = scripted_answers(bench.test_coords, offsets_km=OFFSETS_KM)
     with scripted_http_server([Reply(200, completion(a)) for photo in answers for a in photo]) as server:
         backend = OpenAIBackend(server.base_url, model="scripted", retries=0)
         pools = synthetic_pools(bench.test_embeddings, answers, backend, retriever, models["s2"],
                                 decoding="beam", beam_width=4)
-    return bench, pools, models
+    near = GalleryPlaces(gallery)
+    pools = [near.with_photos(pool, args.evidence_images) for pool in pools]
+    for photo in {p for pool in pools for c in pool for p in c.photos}:
+        render(Path(photo.source), gallery.embeddings[int(photo.id)])
+    return bench, pools, {**models, "gallery": gallery}
 
 
-def photo_path(root: Path, row: int, embedding: np.ndarray) -> Path:
-    path = root / "photos" / f"{row:05d}.png"
+def render(path: Path, embedding: np.ndarray) -> Path:
+    """The synthetic photo of an embedding, written once."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        synthetic_photo(embedding).save(path)
+        synthetic_photo(embedding, size=PHOTO_SIZE).save(path)
     return path
 
 
@@ -151,16 +171,19 @@ def train_synthetic_ranker(bench: Any, pools: list, vlm: Path, root: Path, args:
     for row, pool in enumerate(pools):
         lat, lon = bench.test_coords[row]
         candidates = [{**asdict(c), "distance_km": float(haversine_km(c.lat, c.lon, lat, lon))} for c in pool]
-        rows.append({"id": str(row), "image": str(photo_path(root, row, bench.test_embeddings[row])),
+        rows.append({"id": str(row), "image": str(render(root / "photos" / f"test-{row:05d}.png",
+                                                          bench.test_embeddings[row])),
                      "lat": float(lat), "lon": float(lon), "candidates": candidates})
     data = root / "ranking"
     data.mkdir()
     (data / "ranking.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = load_config(REPO / "finetune" / "recipes" / "georanker-qwen2.5-vl.yaml", {
         "model_name_or_path": str(vlm), "data": str(data), "output_dir": str(root / "ranker"),
-        "torch_dtype": "float32", "bf16": False, "gradient_checkpointing": False, "max_pixels": 3136,
-        "learning_rate": 1e-3, "max_steps": args.ranker_steps, "eval_ratio": 0.1, "train_merger": True,
+        "torch_dtype": "float32", "bf16": False, "gradient_checkpointing": False,
+        "max_pixels": PHOTO_SIZE * PHOTO_SIZE, "learning_rate": 1e-3, "max_steps": args.ranker_steps,
+        "eval_ratio": 0.1, "train_merger": True,
         "lora_r": 8, "lora_alpha": 16, "logging_steps": 50, "rank_candidates": 16,
+        "rank_evidence_images": args.evidence_images, "rank_photos_per_candidate": args.evidence_images,
     })
     started = time.perf_counter()
     result = train_ranker(config)
@@ -172,7 +195,7 @@ def train_synthetic_ranker(bench: Any, pools: list, vlm: Path, root: Path, args:
 
 
 def pick(name: str, ranker: Any, pool: list, embedding: np.ndarray) -> Any:
-    image = synthetic_photo(embedding) if name in ("trained", "lmm") else None
+    image = synthetic_photo(embedding, size=PHOTO_SIZE) if name in ("trained", "lmm") else None
     return ranker.rank(image, pool, embedding=embedding)[0]
 
 

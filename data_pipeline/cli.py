@@ -71,6 +71,8 @@ def _configure_build_ranking(commands: argparse._SubParsersAction) -> None:
     ranking.add_argument("--k-neighbours", type=int, default=8, help="similar gallery photos per photo (8)")
     ranking.add_argument("--location-model", help="a `gaea locmodel train` model whose top places join the pool")
     ranking.add_argument("--k-candidates", type=int, default=5, help="places of the location model per photo (5)")
+    ranking.add_argument("--photos-per-candidate", type=int, default=3,
+                         help="gallery photos kept as each candidate's evidence: its own, then the nearest (3)")
     ranking.add_argument("--dedupe-km", type=float, default=0.0,
                          help="merge candidates closer than this (default 0: keep every one, for more pairs)")
     ranking.add_argument("--overwrite", action="store_true", help="delete an earlier build in --out and start afresh")
@@ -81,7 +83,8 @@ def _run_build_ranking(args: argparse.Namespace) -> int:
 
     summary = build_ranking_set(args.images, args.gallery, args.out, encoder=args.encoder,
                                 k_neighbours=args.k_neighbours, location_model=args.location_model,
-                                k_candidates=args.k_candidates, dedupe_km=args.dedupe_km, overwrite=args.overwrite)
+                                k_candidates=args.k_candidates, photos_per_candidate=args.photos_per_candidate,
+                                dedupe_km=args.dedupe_km, overwrite=args.overwrite)
     print(summary.line())
     print(f"written: {os.path.join(args.out, 'ranking.jsonl')}")
     return 0

@@ -3,7 +3,10 @@ gallery (`gaea gallery build`).
 
 For each photo: its candidate pool from the gallery's most similar photos (the photo itself left out, so a
 gallery built from the same photos serves) and, optionally, a location model's top places, de-duplicated
-within ``dedupe_km`` (`gaea.ranking.gather_candidates`), each candidate with its true distance to the photo.
+within ``dedupe_km`` (`gaea.ranking.gather_candidates`), each candidate with its true distance to the photo
+and, as its evidence, up to ``photos_per_candidate`` gallery photos: its own, then those nearest it (as the
+trained ranker gets them when it serves with a gallery; the photo itself never, or the evidence would
+show the answer).
 The folder holds ``ranking.jsonl`` (one photo a line: id, image, lat, lon, candidates with ``distance_km``)
 and ``images/`` (copies of the photos that are not files, such as dataset cells). The build is one pass,
 written atomically at the end; the folder is a `gaea.runs` run directory (a second build at the same time,
@@ -44,19 +47,23 @@ class RankingSummary:
 
 def build_ranking_set(images: str | Path, gallery: str | Path, out: str | Path, *, encoder: str | None = None,
                       k_neighbours: int = 8, location_model: str | Path | None = None, k_candidates: int = 5,
-                      dedupe_km: float = 0.0, overwrite: bool = False) -> RankingSummary:
+                      photos_per_candidate: int = 3, dedupe_km: float = 0.0, overwrite: bool = False) -> RankingSummary:
     """Write the ranking set of the photos of ``images`` into ``out`` (see the module docstring)."""
+    from gaea.ranking.candidates import GalleryPlaces
     from gaea.retrieval import Embedder, Gallery, Retriever
     from gaea.runs import open_run
 
     if k_neighbours < 1 or k_candidates < 1:
         raise BadInputError(f"k_neighbours and k_candidates must be at least 1, got {k_neighbours} and {k_candidates}")
+    if photos_per_candidate < 0:
+        raise BadInputError(f"photos_per_candidate must be 0 or more, got {photos_per_candidate}")
     loaded = Gallery.load(gallery)
     retriever = Retriever(loaded, Embedder(encoder or loaded.encoder or None))
     model = _location_model(location_model, retriever)
+    near = GalleryPlaces(loaded)
     fingerprint = {"images": str(images), "gallery": str(gallery), "encoder": encoder, "k_neighbours": k_neighbours,
                    "location_model": str(location_model) if location_model else None, "k_candidates": k_candidates,
-                   "dedupe_km": dedupe_km}
+                   "photos_per_candidate": photos_per_candidate, "dedupe_km": dedupe_km}
     summary = RankingSummary()
     with open_run(out, job="gaea data build-ranking", fingerprint=fingerprint, overwrite=overwrite) as root:
         rows = []
@@ -70,8 +77,9 @@ def build_ranking_set(images: str | Path, gallery: str | Path, out: str | Path, 
             except PhotoRejected as error:
                 summary.skipped[error.reason] = summary.skipped.get(error.reason, 0) + 1
                 continue
-            row = _ranking_row(item, picture, lat, lon, retriever, model, k_neighbours=k_neighbours,
-                               k_candidates=k_candidates, dedupe_km=dedupe_km, images_dir=root / "images")
+            row = _ranking_row(item, picture, lat, lon, retriever, model, near, k_neighbours=k_neighbours,
+                               k_candidates=k_candidates, photos_per_candidate=photos_per_candidate,
+                               dedupe_km=dedupe_km, images_dir=root / "images")
             summary.photos += 1
             summary.candidates += len(row["candidates"])
             rows.append(row)
@@ -93,8 +101,9 @@ def _location_model(directory: str | Path | None, retriever: Any) -> Any:
     return model
 
 
-def _ranking_row(item: Any, picture: Any, lat: float, lon: float, retriever: Any, model: Any, *, k_neighbours: int,
-                 k_candidates: int, dedupe_km: float, images_dir: Path) -> dict[str, Any]:
+def _ranking_row(item: Any, picture: Any, lat: float, lon: float, retriever: Any, model: Any, near: Any, *,
+                 k_neighbours: int, k_candidates: int, photos_per_candidate: int, dedupe_km: float,
+                 images_dir: Path) -> dict[str, Any]:
     from gaea.geo import reverse_geocode_many
     from gaea.ranking import gather_candidates
 
@@ -106,6 +115,8 @@ def _ranking_row(item: Any, picture: Any, lat: float, lon: float, retriever: Any
         named = reverse_geocode_many(np.array([c.lat for c in places]), np.array([c.lon for c in places]))
         places = [replace(c, place=p.label) for c, p in zip(places, named, strict=True)]
     pool = gather_candidates((), neighbours, places, radius_km=dedupe_km)
+    itself = {n.id for n in found if _is_itself(n, item.key, lat, lon)} | {item.key}
+    pool = near.with_photos(pool, photos_per_candidate, exclude=itself)
     path = item.image.path
     if path is None:  # a dataset cell: the trainer reads files
         images_dir.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,8 @@ def test_build_ranking_gives_each_photo_its_pool_with_true_distances(ranking_set
     for item in items:
         assert len(item.candidates) == 7 and all(c.source == "neighbour" for c in item.candidates)
         assert item.image.is_file() and all(p.id != item.image.name for c in item.candidates for p in c.photos)
+        # Each candidate's evidence: its own photo, then the gallery photos nearest it, never the photo itself.
+        assert all(len(c.photos) == 3 and c.photos[0].source.endswith(f"{c.photos[0].id}") for c in item.candidates)
         for candidate, distance in zip(item.candidates, item.distances_km, strict=True):
             from gaea.geo import haversine_km
 

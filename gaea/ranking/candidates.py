@@ -12,7 +12,7 @@ the later one's photos), so a ranker never weighs the same place twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from functools import cached_property
 
@@ -109,15 +109,16 @@ class GalleryPlaces:
         _, rows = self._tree.query(unit_vectors(np.array([lat]), np.array([lon]))[0], k=k)
         return [self.gallery.neighbor(int(row), 0.0) for row in np.atleast_1d(rows)]
 
-    def with_photos(self, candidates: Sequence[Candidate], k: int) -> list[Candidate]:
-        """Each candidate with up to ``k`` photos as evidence: its own, then the gallery photos nearest it."""
+    def with_photos(self, candidates: Sequence[Candidate], k: int, *, exclude: Collection[str] = ()) -> list[Candidate]:
+        """Each candidate with up to ``k`` photos as evidence: its own, then the gallery photos nearest it;
+        never a photo whose id is in ``exclude``."""
         out = []
         for c in candidates:
             photos = list(c.photos[:k])
-            for photo in self.near(c.lat, c.lon, k + len(photos)):
+            for photo in self.near(c.lat, c.lon, k + len(photos) + len(exclude)):
                 if len(photos) >= k:
                     break
-                if all(p.id != photo.id for p in photos):
+                if photo.id not in exclude and all(p.id != photo.id for p in photos):
                     photos.append(photo)
             out.append(replace(c, photos=tuple(photos)))
         return out
