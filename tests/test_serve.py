@@ -211,7 +211,7 @@ def test_gaea_serve_transformers_answers_an_image_chat_and_stops_on_ctrl_c(tiny_
         backend.close()
 
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=180)  # generous: a loaded CI machine stops slowly
         assert process.returncode == 0, err
         assert "stopped" in out
         for pid in servers:
