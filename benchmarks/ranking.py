@@ -7,8 +7,9 @@ with each test photo's pool from a scripted LMM on 127.0.0.1 answering with know
 from the truth, five agreeing on a wrong place about 600 km away: `gaea.ranking.synthetic`), the gallery's 4
 most similar photos and an s2 model's 3 beam-search places. ``median``, ``g3`` (a geoclip model trained on the
 same gallery), ``lmm`` (the tiny random VLM in this process: its replies are never a ranking, so it falls back
-to the median, which the table shows) and ``trained`` (the tiny random VLM with LoRA and a scalar head,
-trained with the multi-order loss on the pools of other test photos). The trained ranker looks at pictures:
+to the median, which the table shows) and ``trained`` (the tiny random VLM with LoRA, a scalar head and
+the visual match term of `gaea.ranking.trained.PairScorer`, trained with the multi-order loss on the pools of
+other test photos). The trained ranker looks at pictures:
 each photo, and each gallery photo, is a synthetic "photo" of its embedding
 (`gaea.ranking.synthetic.synthetic_photo`), and every candidate comes with the ``--evidence-images`` gallery
 photos nearest it, shown as images beside the photo (GeoRanker's evidence: a candidate whose nearby photos
@@ -39,7 +40,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import asdict  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -48,22 +48,24 @@ import torch  # noqa: E402
 from finetune.config import load_config  # noqa: E402
 from finetune.location import LocationData, load_train_config, train_location_model  # noqa: E402
 from finetune.rank import train_ranker  # noqa: E402
-from gaea.geo import haversine_km  # noqa: E402
 from gaea.location.synthetic import SYNTHETIC_ENCODER, synthetic_benchmark  # noqa: E402
 from gaea.models.backends import load_backend  # noqa: E402
 from gaea.models.backends.openai_compat import OpenAIBackend  # noqa: E402
 from gaea.models.tiny import build_tiny_vlm  # noqa: E402
 from gaea.ranking import MedianRanker, ranked  # noqa: E402
-from gaea.ranking.candidates import GalleryPlaces  # noqa: E402
 from gaea.ranking.g3 import G3Ranker  # noqa: E402
 from gaea.ranking.lmm import LMMRanker  # noqa: E402
 from gaea.ranking.synthetic import (  # noqa: E402
+    PHOTO_SIZE,
+    RANKER_TRAINING,
     SyntheticEncoder,
     markdown_table,
     ranking_table,
     scripted_answers,
     synthetic_photo,
     synthetic_pools,
+    with_evidence_photos,
+    write_ranking_set,
 )
 from gaea.ranking.trained import TrainedRanker  # noqa: E402
 from gaea.retrieval import Retriever  # noqa: E402
@@ -82,7 +84,6 @@ MODELS = {
 LATENCY_CANDIDATES = 25
 EVIDENCE_IMAGES = 3
 #: Side of the synthetic photos (px): the 8 x 8 grid of embedding values at one 14-px patch each.
-PHOTO_SIZE = 112
 
 
 def completion(content: str) -> str:
@@ -94,7 +95,9 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=12_000, help="gallery / location-model photos (12,000)")
     parser.add_argument("--test", type=int, default=200, help="photos whose picks are scored (200)")
     parser.add_argument("--ranker-train", type=int, default=200, help="photos the trained ranker learns on (200)")
-    parser.add_argument("--ranker-steps", type=int, default=400, help="optimizer steps of the trained ranker (400)")
+    parser.add_argument("--ranker-steps", type=int, default=300, help="optimizer steps of the trained ranker (300)")
+    parser.add_argument("--ranker-lr", type=float, default=RANKER_TRAINING["learning_rate"],
+                        help="learning rate of the trained ranker (5e-3)")
     parser.add_argument("--evidence-images", type=int, default=EVIDENCE_IMAGES,
                         help=f"gallery photos near each candidate the trained ranker sees ({EVIDENCE_IMAGES})")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per ranker (10)")
@@ -150,39 +153,16 @@ def build_pools(args: argparse.Namespace, root: Path) -> tuple[Any, list, dict[s
         backend = OpenAIBackend(server.base_url, model="scripted", retries=0)
         pools = synthetic_pools(bench.test_embeddings, answers, backend, retriever, models["s2"],
                                 decoding="beam", beam_width=4)
-    near = GalleryPlaces(gallery)
-    pools = [near.with_photos(pool, args.evidence_images) for pool in pools]
-    for photo in {p for pool in pools for c in pool for p in c.photos}:
-        render(Path(photo.source), gallery.embeddings[int(photo.id)])
+    pools = with_evidence_photos(pools, gallery, args.evidence_images)
     return bench, pools, {**models, "gallery": gallery}
-
-
-def render(path: Path, embedding: np.ndarray) -> Path:
-    """The synthetic photo of an embedding, written once."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        synthetic_photo(embedding, size=PHOTO_SIZE).save(path)
-    return path
 
 
 def train_synthetic_ranker(bench: Any, pools: list, vlm: Path, root: Path, args: argparse.Namespace) -> TrainedRanker:
     """The tiny VLM with LoRA and a head, trained on the first pools (`gaea finetune train --task rank`'s code)."""
-    rows = []
-    for row, pool in enumerate(pools):
-        lat, lon = bench.test_coords[row]
-        candidates = [{**asdict(c), "distance_km": float(haversine_km(c.lat, c.lon, lat, lon))} for c in pool]
-        rows.append({"id": str(row), "image": str(render(root / "photos" / f"test-{row:05d}.png",
-                                                          bench.test_embeddings[row])),
-                     "lat": float(lat), "lon": float(lon), "candidates": candidates})
-    data = root / "ranking"
-    data.mkdir()
-    (data / "ranking.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_ranking_set(root / "ranking", pools, bench.test_embeddings, bench.test_coords[: len(pools)])
     config = load_config(REPO / "finetune" / "recipes" / "georanker-qwen2.5-vl.yaml", {
-        "model_name_or_path": str(vlm), "data": str(data), "output_dir": str(root / "ranker"),
-        "torch_dtype": "float32", "bf16": False, "gradient_checkpointing": False,
-        "max_pixels": PHOTO_SIZE * PHOTO_SIZE, "learning_rate": 1e-3, "max_steps": args.ranker_steps,
-        "eval_ratio": 0.1, "train_merger": True,
-        "lora_r": 8, "lora_alpha": 16, "logging_steps": 50, "rank_candidates": 16,
+        **RANKER_TRAINING, "model_name_or_path": str(vlm), "data": str(data), "output_dir": str(root / "ranker"),
+        "learning_rate": args.ranker_lr, "max_steps": args.ranker_steps,
         "rank_evidence_images": args.evidence_images, "rank_photos_per_candidate": args.evidence_images,
     })
     started = time.perf_counter()

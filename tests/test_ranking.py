@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from finetune.config import load_config
 from finetune.location import LocationData, load_train_config, train_location_model
+from finetune.rank import train_ranker
 from gaea.errors import ConfigError
 from gaea.geo import haversine_km
 from gaea.location.synthetic import SYNTHETIC_ENCODER, synthetic_benchmark
@@ -26,18 +28,27 @@ from gaea.ranking import MedianRanker, gather_candidates, parse_sources
 from gaea.ranking.g3 import G3Ranker
 from gaea.ranking.lmm import LMMRanker, parse_ranking
 from gaea.ranking.synthetic import (
+    PHOTO_SIZE,
+    RANKER_TRAINING,
     SyntheticEncoder,
     markdown_table,
     ranking_table,
     scripted_answers,
+    synthetic_photo,
     synthetic_pools,
+    with_evidence_photos,
+    write_ranking_set,
 )
+from gaea.ranking.trained import TrainedRanker
 from gaea.retrieval import Retriever
 from gaea.retrieval.gallery import Gallery
 from gaea.types import Candidate, Neighbor, Prediction
 from tests.servers import Reply, scripted_http_server
 
-TRAIN, TEST = 12_000, 200
+TRAIN, TEST = 12_000, 400
+#: Test photos whose pools the trained ranker learns on; it ranks the others.
+RANKER_TRAIN = 200
+RECIPE = Path(__file__).resolve().parents[1] / "finetune" / "recipes" / "georanker-qwen2.5-vl.yaml"
 GEOCLIP = {"epochs": 3, "batch_size": 256, "learning_rate": 1e-3, "queue_size": 1024,
            "model": {"dim": 64, "image_hidden": 128, "fourier_features": 32, "location_hidden": 128,
                      "location_layers": 2}}
@@ -66,20 +77,22 @@ def synthetic(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
     for kind, settings in (("geoclip", GEOCLIP), ("s2", S2)):
         config = load_train_config(None, {**settings, "kind": kind, "out": str(root / kind), "held_out": 0.0})
         models[kind] = train_location_model(config, data, show_progress=False).model
+    photos = [str(root / "photos" / f"gallery-{row:05d}.png") for row in range(TRAIN)]  # written when shown
     gallery = Gallery.from_arrays(root / "gallery", bench.train_embeddings, bench.train_coords[:, 0],
-                                  bench.train_coords[:, 1], places=[""] * TRAIN, encoder=SYNTHETIC_ENCODER)
+                                  bench.train_coords[:, 1], places=[""] * TRAIN, sources=photos,
+                                  encoder=SYNTHETIC_ENCODER)
     retriever = Retriever(gallery, SyntheticEncoder(bench.train_embeddings.shape[1]))
     answers = scripted_answers(bench.test_coords, offsets_km=(15, 600, 605, 610, 615, 620))
     with scripted_http_server([Reply(200, completion(a)) for photo in answers for a in photo]) as server:
         backend = OpenAIBackend(server.base_url, model="scripted", retries=0)
         pools = synthetic_pools(bench.test_embeddings, answers, backend, retriever, models["s2"],
                                 decoding="beam", beam_width=4)
-    return bench, pools, models["geoclip"]
+    return bench, pools, models["geoclip"], gallery
 
 
 def test_g3_picks_the_nearest_candidate_far_more_often_than_the_median_and_chance(synthetic) -> None:
     """No real image weights exist here: synthetic embeddings of real MP-16 coordinates (see the module)."""
-    bench, pools, geoclip = synthetic
+    bench, pools, geoclip, _ = synthetic
     assert {c.source for pool in pools for c in pool} == {"lmm-sample", "neighbour", "s2-beam"}
     g3, median = G3Ranker(geoclip), MedianRanker()
     chosen = {
@@ -92,6 +105,33 @@ def test_g3_picks_the_nearest_candidate_far_more_often_than_the_median_and_chanc
     assert g3_row["picks_nearest_%"] >= max(1.3 * median_row["picks_nearest_%"], 2 * chance["picks_nearest_%"])
     for key in ("25km", "200km"):
         assert g3_row[key] >= median_row[key] + 10 and g3_row[key] >= chance[key] + 15, key
+
+
+def test_the_trained_ranker_picks_the_nearest_candidate_far_more_often_than_the_median_and_chance(
+        synthetic, tiny_vlm: Path, tmp_path: Path) -> None:
+    """No real image weights exist here: the tiny random VLM with LoRA and a head learns (`gaea finetune train
+    --task rank`'s code, the multi-order loss) on the pools of 200 synthetic photos, each photo and each
+    candidate's 3 nearest gallery photos shown as synthetic pictures of their embeddings, then ranks the
+    pools of 200 others: it learns to tell which candidates' photos look like the photo."""
+    bench, pools, _, gallery = synthetic
+    pools = with_evidence_photos(pools, gallery, RANKER_TRAINING["rank_evidence_images"])
+    data = write_ranking_set(tmp_path / "ranking", pools[:RANKER_TRAIN], bench.test_embeddings,
+                             bench.test_coords[:RANKER_TRAIN])
+    config = load_config(RECIPE, {**RANKER_TRAINING, "model_name_or_path": str(tiny_vlm), "data": str(data),
+                                  "output_dir": str(tmp_path / "ranker"), "max_steps": 300})
+    ranker = TrainedRanker.load(train_ranker(config).final_dir)
+    scored, embeddings = pools[RANKER_TRAIN:], bench.test_embeddings[RANKER_TRAIN:]
+    chosen = {
+        "median": [MedianRanker().rank(None, pool)[0] for pool in scored],
+        "trained": [ranker.rank(synthetic_photo(e, size=PHOTO_SIZE), pool)[0]
+                    for pool, e in zip(scored, embeddings, strict=True)],
+    }
+    table = ranking_table(chosen, scored, bench.test_coords[RANKER_TRAIN:])
+    print("\n" + markdown_table(table))
+    trained, median, chance = table["trained"], table["median"], table["chance"]
+    assert trained["picks_nearest_%"] >= max(1.3 * median["picks_nearest_%"], 2 * chance["picks_nearest_%"])
+    for key in ("25km", "200km"):
+        assert trained[key] >= median[key] + 5 and trained[key] >= chance[key] + 15, key
 
 
 # -- the pool ---------------------------------------------------------------------------------------------

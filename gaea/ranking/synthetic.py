@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -86,6 +87,56 @@ def synthetic_photo(embedding: np.ndarray, *, size: int = 56):
     channels = np.stack([grid, np.roll(grid, 1), -grid], axis=-1).reshape(cells, cells, 3)
     pixels = ((channels + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
     return Image.fromarray(pixels, "RGB").resize((size, size), Image.NEAREST)
+
+
+#: Side (pixels) of the synthetic photos the trained ranker sees: 8 x 8 patches of 14 pixels, one per value.
+PHOTO_SIZE = 112
+#: Settings of `gaea finetune train --task rank` (over the GeoRanker recipe) for the tiny VLM on synthetic
+#: pools: CPU float32, photos at PHOTO_SIZE, the merger trained, 3 evidence photos per candidate.
+RANKER_TRAINING = {
+    "torch_dtype": "float32", "bf16": False, "gradient_checkpointing": False,
+    "min_pixels": PHOTO_SIZE * PHOTO_SIZE, "max_pixels": PHOTO_SIZE * PHOTO_SIZE, "learning_rate": 5e-3,
+    "eval_ratio": 0.1, "train_merger": True, "lora_r": 8, "lora_alpha": 16, "logging_steps": 50,
+    "rank_candidates": 16, "rank_evidence_images": 3, "rank_photos_per_candidate": 3,
+}
+
+
+def render_photo(path: Path, embedding: np.ndarray, *, size: int = PHOTO_SIZE) -> Path:
+    """The synthetic photo of an embedding as a file (written once: gallery photos recur across pools)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        synthetic_photo(embedding, size=size).save(path)
+    return path
+
+
+def with_evidence_photos(pools: Sequence[Sequence[Candidate]], gallery, count: int) -> list[list[Candidate]]:
+    """The pools with each candidate's ``count`` nearest gallery photos as evidence, their synthetic photos
+    written to the files the gallery names as their sources."""
+    from gaea.ranking.candidates import GalleryPlaces
+
+    near = GalleryPlaces(gallery)
+    pools = [near.with_photos(pool, count) for pool in pools]
+    for photo in {p for pool in pools for c in pool for p in c.photos}:
+        render_photo(Path(photo.source), gallery.embeddings[int(photo.id)])
+    return pools
+
+
+def write_ranking_set(out: Path, pools: Sequence[Sequence[Candidate]], embeddings: np.ndarray,
+                      coords: np.ndarray) -> Path:
+    """A ranking set (as `gaea data build-ranking` writes: `finetune.rank.read_ranking_set`) of these pools:
+    each photo's synthetic photo under ``out/photos`` and each candidate's true distance."""
+    from dataclasses import asdict
+
+    from gaea.io import atomic_write_jsonl
+
+    rows = []
+    for row, (pool, (lat, lon)) in enumerate(zip(pools, coords, strict=True)):
+        image = render_photo(out / "photos" / f"photo-{row:05d}.png", embeddings[row])
+        candidates = [{**asdict(c), "distance_km": float(haversine_km(c.lat, c.lon, lat, lon))} for c in pool]
+        rows.append({"id": str(row), "image": str(image), "lat": float(lat), "lon": float(lon),
+                     "candidates": candidates})
+    atomic_write_jsonl(out / "ranking.jsonl", rows)
+    return out
 
 
 def ranking_table(chosen: dict[str, Sequence[Candidate]], pools: Sequence[Sequence[Candidate]],

@@ -4,14 +4,15 @@ head that scores one (photo, candidate evidence) pair at a time; candidates are 
 The pair is one user turn: the photo, then up to ``evidence_images`` of the candidate's gallery photos as
 images (the photos taken near it, as GeoRanker shows them: a ranker can then judge whether the photo looks
 like the place), then the candidate's evidence as text (`gaea.prompts.ranker_pair_text`: coordinates,
-nearest place, source, the gallery photos near it and their distances); the head reads the last hidden
-state of the last token. A gallery photo is shown when its ``source`` is a readable image file (a gallery
-built from a folder or a manifest of files). Training (`gaea finetune train --task rank`, `finetune.rank`) uses
+nearest place, source, the gallery photos near it and their distances); the score is a head on the last
+token's final hidden state plus a visual match of the photo against the evidence photos (`PairScorer`). A
+gallery photo is shown when its ``source`` is a readable image file (a gallery built from a folder or a
+manifest of files). Training (`gaea finetune train --task rank`, `finetune.rank`) uses
 GeoRanker's multi-order distance loss. A trained ranker is a folder:
 
     ranker.json          base model, image size, evidence settings (photos named, photos shown)
     adapter/             the LoRA adapter (peft)
-    head.safetensors     the scalar head (and the merger, when it was trained)
+    head.safetensors     the scalar head and the visual match weights (`PairScorer`)
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ HEAD_FILE = "head.safetensors"
 ADAPTER_DIR = "adapter"
 #: Pairs scored in one forward pass.
 SCORING_BATCH = 8
+#: Side of the grid the visual match term pools every photo's image tokens to.
+MATCH_GRID = 4
 #: Gallery photos kept decoded (training shows the same ones at every epoch).
 _PHOTO_CACHE = 4096
 
@@ -48,18 +51,65 @@ def hidden_size(model: nn.Module) -> int:
 
 
 class PairScorer(nn.Module):
-    """The vision-language model and a scalar head on its last token's final hidden state."""
+    """The vision-language model, a scalar head on its last token's final hidden state, and a visual match
+    term: the photo's image tokens against each evidence photo's, position by position on a common grid.
+
+    The match is ``mean_e sum_g (q_g * w) . e_g / G^2`` over the evidence photos e of a pair, with q_g and
+    e_g the final hidden states of the photo's and the evidence photo's image tokens average-pooled to a
+    G x G grid (`MATCH_GRID`; any photo size maps onto it) and w a learned weight per hidden unit, zero at
+    the start, so an untrained ranker is the last-token head alone. Why: GeoRanker's ranker lets a 7B model
+    compare the photo with the candidate's evidence through its attention; a model too small or too briefly
+    trained to learn that comparison (the tiny CPU models here) still gets it as an explicit, trainable
+    term. Pairs without evidence photos get 0."""
 
     def __init__(self, vlm: nn.Module, *, head: nn.Linear | None = None):
         super().__init__()
         self.vlm = vlm
         self.head = head or nn.Linear(hidden_size(vlm), 1)
+        self.match = nn.Parameter(torch.zeros(hidden_size(vlm)))
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         """One score per sequence of the (left-padded) batch."""
         out = self.vlm(**inputs, output_hidden_states=True, return_dict=True, logits_to_keep=1)
-        last = out.hidden_states[-1][:, -1, :]
-        return self.head(last.to(self.head.weight.dtype)).squeeze(-1)
+        hidden = out.hidden_states[-1]
+        score = self.head(hidden[:, -1, :].to(self.head.weight.dtype)).squeeze(-1)
+        if "image_grid_thw" not in inputs:
+            return score
+        return score + self._match(hidden, inputs["input_ids"], inputs["image_grid_thw"])
+
+    def _match(self, hidden: torch.Tensor, input_ids: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """The visual match term of each sequence (see the class docstring)."""
+        config = getattr(self.vlm, "config", None)
+        image_token = int(getattr(config, "image_token_id", -1))
+        merge = int(getattr(getattr(config, "vision_config", None), "spatial_merge_size", 2))
+        is_image = input_ids == image_token
+        tokens = hidden[is_image].to(self.match.dtype)  # every image token of the batch, sequence by sequence
+        counts = [int(t * (h // merge) * (w // merge)) for t, h, w in grid_thw.tolist()]
+        if sum(counts) != len(tokens):
+            return torch.zeros(len(hidden), dtype=self.match.dtype, device=hidden.device)
+        grids = [self._pooled(chunk, thw, merge) for chunk, thw in zip(tokens.split(counts), grid_thw.tolist(),
+                                                                      strict=True)]
+        terms, next_image = [], 0
+        for row in is_image.sum(dim=1).tolist():
+            taken, images = 0, []
+            while taken < row:
+                images.append(grids[next_image])
+                taken += counts[next_image]
+                next_image += 1
+            if len(images) < 2:
+                terms.append(self.match.new_zeros(()))
+                continue
+            query, evidence = images[0], torch.stack(images[1:])
+            terms.append(((query * self.match) * evidence).sum(dim=-1).mean())
+        return torch.stack(terms)
+
+    @staticmethod
+    def _pooled(chunk: torch.Tensor, thw: list[int], merge: int) -> torch.Tensor:
+        """One image's tokens (t x h x w, row-major) averaged over time and pooled to MATCH_GRID^2 x hidden."""
+        t, h, w = thw[0], thw[1] // merge, thw[2] // merge
+        grid = chunk.reshape(t, h, w, -1).mean(dim=0).permute(2, 0, 1)
+        pooled = nn.functional.adaptive_avg_pool2d(grid, MATCH_GRID)
+        return pooled.flatten(1).transpose(0, 1)
 
 
 @functools.lru_cache(maxsize=_PHOTO_CACHE)
@@ -205,9 +255,12 @@ def load_weights(scorer: PairScorer, directory: str | Path) -> None:
 def _load_head(scorer: PairScorer, directory: Path) -> None:
     from safetensors.torch import load_file
 
-    head = {name.removeprefix("head."): tensor for name, tensor in load_file(str(directory / HEAD_FILE)).items()}
+    saved = load_file(str(directory / HEAD_FILE))
+    head = {name.removeprefix("head."): tensor for name, tensor in saved.items() if name.startswith("head.")}
     try:
         scorer.head.load_state_dict(head)
+        if "match" in saved:  # rankers saved before the visual match term have none: it stays 0
+            scorer.match.data.copy_(saved["match"].to(scorer.match.dtype))
     except RuntimeError as error:
         raise BadInputError(f"{directory / HEAD_FILE}: does not fit this model ({error})") from error
 
@@ -223,6 +276,7 @@ def save_ranker(scorer: PairScorer, processor: Any, settings: dict[str, Any], di
     if hasattr(vlm, "save_pretrained") and hasattr(vlm, "peft_config"):
         vlm.save_pretrained(str(directory / ADAPTER_DIR))
     head = {f"head.{name}": tensor.detach().cpu().contiguous() for name, tensor in scorer.head.state_dict().items()}
+    head["match"] = scorer.match.detach().cpu().contiguous()
     atomic_write_bytes(directory / HEAD_FILE, save(head))
     atomic_write_json(directory / RANKER_FILE, {"format_version": 1, **settings})
     return directory
