@@ -352,6 +352,7 @@ def report_eval(photos: int, workers: int, figures: dict[str, float]) -> None:
     print(f"  warm-up (4 photos; loading torch, the model, the geocoder): {figures['eval_warm_plain_s']:.1f} s here, "
           f"{figures['eval_warm_cluster_s']:.1f} s on the cluster")
     plain, on_cluster = photos / figures["eval_plain_s"], photos / figures["eval_cluster_s"]
+    print(f"{'':34}{'one process':>14}{f'{workers} workers':>14}{'ratio':>8}")
     print(f"{'eval geo, photos/s':34}{plain:14.2f}{on_cluster:14.2f}{on_cluster / plain:7.2f}x")
 
 
