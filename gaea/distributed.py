@@ -70,12 +70,13 @@ def map_parts(client: Any, function: Callable[..., Any], parts: Iterable[Any], *
     order of `parts` with ``in_order`` (parts finished early wait in memory).
 
     At most `PARTS_PER_WORKER` parts per worker are in flight, and in order at most as many wait, so
-    memory holds a handful of parts whatever the size of the run; `args` travel to the cluster once. The
+    memory holds a handful of parts whatever the size of the run. `args` (small settings) go with every part
+    rather than scattered once: scattered data lives only on the workers that hold it, so losing them (a
+    killed worker, one that joined after the scatter) cancelled the parts that needed it. The
     first part that fails for good (the scheduler re-runs the parts of a lost worker) raises its error here.
     """
     from distributed import as_completed
 
-    shared = client.scatter(list(args), broadcast=True) if args else []
     window = PARTS_PER_WORKER * max(1, len(client.scheduler_info().get("workers", {})))
     numbered = enumerate(parts)
     running = as_completed()
@@ -88,7 +89,7 @@ def map_parts(client: Any, function: Callable[..., Any], parts: Iterable[Any], *
             entry = next(numbered, None)
             if entry is None:
                 return
-            future = client.submit(function, entry[1], *shared, pure=False)
+            future = client.submit(function, entry[1], *args, pure=False)
             numbers[future] = entry[0]
             running.add(future)
 
