@@ -233,7 +233,7 @@ def _sample(ids: list[str], count: int = 3) -> str:
 
 def _locate_all(args: argparse.Namespace, truths: list[Any], concurrency: int) -> tuple[dict[str, Any], str]:
     """Locate every ground-truth photo with the model (resumable, like bench); the guesses by id."""
-    from eval.geo_eval import Guess, images_by_id, locate_worker, located_sample
+    from eval.geo_eval import Guess, TruthPhoto, images_by_id, locate_worker, located_sample
     from eval.runner import run_resumable
     from gaea.commands.common import backend_from_args, model_name_from_args
     from gaea.commands.context_args import assistant_from_args
@@ -243,13 +243,16 @@ def _locate_all(args: argparse.Namespace, truths: list[Any], concurrency: int) -
     if not images:
         raise ConfigError(f"{args.images}: none of the {len(truths)} ground-truth ids has a photo there")
     with cluster(args.scheduler, args.workers) as client:
+        items: list[Any] = truths
         if client is None:
             backend = backend_from_args(args)
             work, model = locate_worker(assistant_from_args(args, backend).locate, images), backend.name
-        else:
-            work = _on_cluster(args, client, "geo", concurrency, finish=located_sample, images=images)
+        else:  # each part carries its photos' paths, not the whole run's
+            items = [TruthPhoto(truth, images.get(truth.id)) for truth in truths]
+            work = _on_cluster(args, client, "geo", concurrency,
+                               finish=lambda item, answer: located_sample(item.truth, answer))
             model = model_name_from_args(args)
-        samples = run_resumable(truths, work, samples_path=args.out / "predictions.jsonl", concurrency=concurrency,
+        samples = run_resumable(items, work, samples_path=args.out / "predictions.jsonl", concurrency=concurrency,
                                 desc="locating")
     return {sample["id"]: Guess(**sample) for sample in samples}, model
 
@@ -269,15 +272,14 @@ def _check_cluster_options(args: argparse.Namespace) -> None:
         refuse_travelling_credentials(args)
 
 
-def _on_cluster(args: argparse.Namespace, client: Any, command: str, concurrency: int, *, finish: Any,
-                images: dict[str, Path] | None = None) -> Any:
+def _on_cluster(args: argparse.Namespace, client: Any, command: str, concurrency: int, *, finish: Any) -> Any:
     """The work of a run on the cluster of `client` (eval.cluster): `concurrency` requests of a model server
     shared among its workers, each worker's in-process model answering one item at a time."""
     from eval.cluster import answer_part, recipe_of
     from eval.runner import OnCluster
 
     per_worker = math.ceil(concurrency / max(1, len(client.scheduler_info().get("workers", {}))))
-    recipe = recipe_of(args, command, images=images, threads=per_worker)
+    recipe = recipe_of(args, command, threads=per_worker)
     return OnCluster(client, answer_part, recipe, finish, part_size=per_worker)
 
 

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from gaea.credentials import ENV_PREFIX, MODEL_KEY_ENV, redact_url
@@ -38,22 +37,19 @@ class Recipe:
     command: str
     #: The values of the options of `ASSISTANT_GROUPS`, without secrets.
     options: dict[str, Any]
-    #: geo: the photo of each ground-truth id.
-    images: dict[str, Path] | None = None
     #: Items of a part answered at once (a model server answers requests in parallel; a model in a worker one
     #: at a time).
     threads: int = 1
 
 
-def recipe_of(args: argparse.Namespace, command: str, *, images: dict[str, Path] | None = None,
-              threads: int = 1) -> Recipe:
+def recipe_of(args: argparse.Namespace, command: str, *, threads: int = 1) -> Recipe:
     """The Recipe of a run, refusing credentials that could reach the workers only through their task graph."""
     refuse_travelling_credentials(args)
     parser = args._parser
     dests = {action.dest for group in parser._action_groups if group.title in ASSISTANT_GROUPS
              for action in group._group_actions}
     options = {dest: getattr(args, dest) for dest in sorted(dests) if hasattr(args, dest)}
-    return Recipe(command, options, images, threads)
+    return Recipe(command, options, threads)
 
 
 def refuse_travelling_credentials(args: argparse.Namespace) -> None:
@@ -69,7 +65,7 @@ def refuse_travelling_credentials(args: argparse.Namespace) -> None:
 
 def answer_part(items: list[Any], recipe: Recipe) -> list[Any]:
     """The answers to a part's items, in their order, by this worker's model (those of eval.bench.answer_of,
-    or of eval.geo_eval.located)."""
+    or of eval.geo_eval.located for geo's `TruthPhoto` items)."""
     answer = _answerer(recipe)
     if recipe.threads > 1 and len(items) > 1:
         with ThreadPoolExecutor(max_workers=min(recipe.threads, len(items)), thread_name_prefix="eval") as pool:
@@ -82,7 +78,7 @@ def _answerer(recipe: Recipe) -> Callable[[Any], Any]:
     if recipe.command == "geo":
         from eval.geo_eval import located
 
-        return partial(located, assistant.locate, recipe.images or {})
+        return lambda item: located(assistant.locate, item.path)  # items are eval.geo_eval.TruthPhoto
     from eval.bench import answer_of
 
     return partial(answer_of, assistant)

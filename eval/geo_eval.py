@@ -423,18 +423,30 @@ def locate_worker(locate: Callable[[Any], Any], images: dict[str, Path]) -> Call
     as a sample (`located_sample`)."""
 
     def work(truth: Truth) -> dict[str, Any]:
-        return located_sample(truth, located(locate, images, truth))
+        return located_sample(truth, located(locate, images.get(truth.id)))
 
     return work
 
 
-def located(locate: Callable[[Any], Any], images: dict[str, Path], truth: Truth) -> Any:
-    """The model's `gaea.types.Prediction` for the photo of `truth`, or why there is none (text).
+@dataclass(frozen=True)
+class TruthPhoto:
+    """A ground-truth row with its photo: an item of `gaea eval geo --images` on a cluster, so each part
+    carries its own photos' paths (eval.cluster)."""
+
+    truth: Truth
+    path: Path | None
+
+    @property
+    def id(self) -> str:
+        return self.truth.id
+
+
+def located(locate: Callable[[Any], Any], path: Path | None) -> Any:
+    """The model's `gaea.types.Prediction` for the photo at `path`, or why there is none (text).
 
     The photo passes the image gate before the model sees it: a bad image is a bad input (recorded once,
     not retried on resume), a model failure is a model error (retried on resume).
     """
-    path = images.get(truth.id)
     if path is None:
         return "no image"
     try:

@@ -40,8 +40,9 @@ ADAPTER_DIR = "adapter"
 SCORING_BATCH = 8
 #: Side of the grid the visual match term pools every photo's image tokens to.
 MATCH_GRID = 4
-#: Gallery photos kept decoded (training shows the same ones at every epoch).
-_PHOTO_CACHE = 4096
+#: Gallery photos kept decoded (a photo's candidates often share evidence photos). Few: a decoded photo
+#: is its full size (a 12 MP one 36 MB), so thousands would hold gigabytes.
+_PHOTO_CACHE = 32
 
 
 def hidden_size(model: nn.Module) -> int:
